@@ -1,0 +1,71 @@
+import type { ResourceDef } from '../api/resources.js';
+import type { KubeObject } from '../api/types.js';
+
+/**
+ * Per-kind rules of the generic storage, as kube-apiserver's RESTCreateStrategy / RESTUpdateStrategy /
+ * RESTDeleteStrategy give them: what a create may set, what an update may touch, how deletion waits.
+ */
+export interface Strategy {
+  /** Status a new object starts with (its submitted status is dropped); absent keeps what was sent. */
+  initialStatus?(obj: KubeObject): unknown;
+  /** Seconds a delete waits for graceful termination; 0 deletes at once. */
+  gracePeriod?(obj: KubeObject, requested: number | undefined): number;
+  /** Whether PUT of a missing object creates it. */
+  createOnUpdate?: boolean;
+  /** Whether the main resource carries `metadata.generation`. */
+  generation?: boolean;
+}
+
+function podQosClass(pod: KubeObject): string {
+  const spec = (pod.spec ?? {}) as { containers?: { resources?: { requests?: Record<string, string>; limits?: Record<string, string> } }[]; initContainers?: unknown[] };
+  const containers = [...(spec.containers ?? []), ...((spec.initContainers ?? []) as typeof spec.containers & object)];
+  let anySet = false;
+  let guaranteed = true;
+  for (const c of containers) {
+    const req = c.resources?.requests ?? {};
+    const lim = c.resources?.limits ?? {};
+    if (Object.keys(req).length || Object.keys(lim).length) anySet = true;
+    for (const r of ['cpu', 'memory']) {
+      if (lim[r] === undefined) guaranteed = false;
+      else if (req[r] !== undefined && req[r] !== lim[r]) guaranteed = false;
+    }
+  }
+  if (!anySet) return 'BestEffort';
+  return guaranteed ? 'Guaranteed' : 'Burstable';
+}
+
+const STRATEGIES: Record<string, Strategy> = {
+  '/Pod': {
+    initialStatus: (pod) => ({ phase: 'Pending', qosClass: podQosClass(pod) }),
+    gracePeriod(pod, requested) {
+      const spec = pod.spec as { nodeName?: string; terminationGracePeriodSeconds?: number } | undefined;
+      const phase = (pod.status as { phase?: string } | undefined)?.phase;
+      // An unscheduled or finished pod has no kubelet to wait for.
+      if (!spec?.nodeName || phase === 'Succeeded' || phase === 'Failed') return 0;
+      return requested ?? spec.terminationGracePeriodSeconds ?? 30;
+    },
+  },
+  '/Namespace': { initialStatus: () => ({ phase: 'Active' }) },
+  '/Service': { initialStatus: () => ({ loadBalancer: {} }) },
+  '/PersistentVolume': { initialStatus: () => ({ phase: 'Pending' }) },
+  '/PersistentVolumeClaim': { initialStatus: () => ({ phase: 'Pending' }) },
+  '/Endpoints': { createOnUpdate: true },
+  '/Event': { createOnUpdate: true },
+  'events.k8s.io/Event': { createOnUpdate: true },
+  'coordination.k8s.io/Lease': { createOnUpdate: true },
+  'apps/Deployment': { initialStatus: () => ({}), generation: true },
+  'apps/ReplicaSet': { initialStatus: () => ({ replicas: 0 }), generation: true },
+  'apps/DaemonSet': {
+    initialStatus: () => ({ currentNumberScheduled: 0, desiredNumberScheduled: 0, numberMisscheduled: 0, numberReady: 0 }),
+    generation: true,
+  },
+  'apiextensions.k8s.io/CustomResourceDefinition': { initialStatus: () => ({}), generation: true },
+  'certificates.k8s.io/CertificateSigningRequest': { initialStatus: () => ({}) },
+};
+
+const DEFAULT: Strategy = {};
+
+export function strategyFor(def: ResourceDef): Strategy {
+  if (def.custom) return { generation: true };
+  return STRATEGIES[`${def.group}/${def.kind}`] ?? { ...DEFAULT, generation: def.subresources.includes('status') };
+}
