@@ -211,9 +211,13 @@ describe('kubectl 1.32 against atoll server', () => {
   it('deletes, and refuses requests without credentials', async () => {
     assert.match(await k('delete', 'pod', 'hello', '--grace-period=0'), /pod "hello" deleted/);
     assert.equal((await k.result('get', 'pod', 'hello')).code, 1);
-    const anon = join(dir, 'anon.kubeconfig');
     const pki = await ensurePki(join(server.dataDir, 'pki'), { hosts: [] });
-    await writeKubeconfig(anon, { server: server.url, caPem: pki.caCertPem, user: 'nobody' });
+    const anon = await writeTemp(
+      dir,
+      'anon.kubeconfig',
+      `apiVersion: v1\nkind: Config\nclusters: [{name: a, cluster: {server: "${server.url}", certificate-authority-data: ${Buffer.from(pki.caCertPem).toString('base64')}}}]\n` +
+        'users: [{name: nobody, user: {}}]\ncontexts: [{name: a, context: {cluster: a, user: nobody}}]\ncurrent-context: a\n',
+    );
     const nobody = await kubectl(anon);
     try {
       const r = await nobody.result('get', 'pods');
