@@ -167,7 +167,7 @@ describe('label validators', () => {
     ]);
     assert.equal(validateLabelKey('Example.com/a')[0]!.startsWith('prefix part a lowercase RFC 1123 subdomain'), true);
     assert.equal(validateLabelKey('a/b/c').length, 1);
-    assert.ok(validateLabelKey('a/b/c')[0]!.startsWith('a valid label key must consist of alphanumeric characters'));
+    assert.ok(validateLabelKey('a/b/c')[0]!.startsWith('a qualified name must consist of alphanumeric characters'));
     assert.ok(validateLabelKey('a/b/c')[0]!.endsWith("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
     assert.deepEqual(validateLabelKey('x'.repeat(64)), ['name part must be no more than 63 characters']);
   });

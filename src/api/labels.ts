@@ -1,8 +1,12 @@
 import { errors } from './errors.js';
+import { isLabelValue as validateLabelValue, isQualifiedName as validateLabelKey } from './validation/names.js';
+
+export { validateLabelKey, validateLabelValue };
 
 /**
  * Label selectors as Kubernetes parses and matches them (apimachinery `labels.Parse`,
- * `metav1.LabelSelectorAsSelector`), plus the label key/value validators the grammar relies on.
+ * `metav1.LabelSelectorAsSelector`). Label keys and values are checked with the name validators of
+ * src/api/validation/names.ts.
  *
  * A selector is a list of requirements that must all hold. The empty list selects everything; a
  * selector built from a missing metav1.LabelSelector (`null`/`undefined`) selects nothing.
@@ -33,75 +37,6 @@ export interface LabelSelectorObject {
 
 export const EVERYTHING: LabelSelector = Object.freeze({ requirements: Object.freeze([]) as readonly Requirement[] });
 export const NOTHING: LabelSelector = Object.freeze({ requirements: Object.freeze([]) as readonly Requirement[], matchesNothing: true });
-
-// ---- validation (apimachinery util/validation, api/validate/content) ----
-
-const LABEL_KEY_FMT = '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]';
-const LABEL_KEY_RE = new RegExp(`^${LABEL_KEY_FMT}$`);
-const LABEL_KEY_ERR = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_KEY_MAX = 63;
-
-const LABEL_VALUE_FMT = `(${LABEL_KEY_FMT})?`;
-const LABEL_VALUE_RE = new RegExp(`^${LABEL_VALUE_FMT}$`);
-const LABEL_VALUE_ERR =
-  "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-export const LABEL_VALUE_MAX_LENGTH = 63;
-
-const DNS1123_LABEL_FMT = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
-const DNS1123_SUBDOMAIN_FMT = `${DNS1123_LABEL_FMT}(\\.${DNS1123_LABEL_FMT})*`;
-const DNS1123_SUBDOMAIN_RE = new RegExp(`^${DNS1123_SUBDOMAIN_FMT}$`);
-const DNS1123_SUBDOMAIN_ERR =
-  "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_MAX = 253;
-
-export function maxLenError(length: number): string {
-  return `must be no more than ${length} characters`;
-}
-
-export function regexError(msg: string, fmt: string, ...examples: string[]): string {
-  if (examples.length === 0) return `${msg} (regex used for validation is '${fmt}')`;
-  return `${msg} (e.g. ${examples.map((e) => `'${e}', `).join(' or ')}regex used for validation is '${fmt}')`;
-}
-
-/** IsDNS1123Subdomain: the messages kube reports, empty when valid. */
-export function validateDNS1123Subdomain(value: string): string[] {
-  const errs: string[] = [];
-  if (value.length > DNS1123_SUBDOMAIN_MAX) errs.push(maxLenError(DNS1123_SUBDOMAIN_MAX));
-  if (!DNS1123_SUBDOMAIN_RE.test(value)) errs.push(regexError(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, 'example.com'));
-  return errs;
-}
-
-/** IsQualifiedName / IsLabelKey: `[prefix/]name`, the messages kube reports, empty when valid. */
-export function validateLabelKey(key: string): string[] {
-  const errs: string[] = [];
-  const parts = key.split('/');
-  let name: string;
-  if (parts.length === 1) {
-    name = parts[0]!;
-  } else if (parts.length === 2) {
-    const prefix = parts[0]!;
-    name = parts[1]!;
-    if (prefix.length === 0) errs.push('prefix part must be non-empty');
-    else errs.push(...validateDNS1123Subdomain(prefix).map((m) => `prefix part ${m}`));
-  } else {
-    return [
-      `a valid label key ${regexError(LABEL_KEY_ERR, LABEL_KEY_FMT, 'MyName', 'my.name', '123-abc')}` +
-        " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-    ];
-  }
-  if (name.length === 0) errs.push('name part must be non-empty');
-  else if (name.length > LABEL_KEY_MAX) errs.push(`name part ${maxLenError(LABEL_KEY_MAX)}`);
-  if (!LABEL_KEY_RE.test(name)) errs.push(`name part ${regexError(LABEL_KEY_ERR, LABEL_KEY_FMT, 'MyName', 'my.name', '123-abc')}`);
-  return errs;
-}
-
-/** IsValidLabelValue: the messages kube reports, empty when valid. */
-export function validateLabelValue(value: string): string[] {
-  const errs: string[] = [];
-  if (value.length > LABEL_VALUE_MAX_LENGTH) errs.push(maxLenError(LABEL_VALUE_MAX_LENGTH));
-  if (!LABEL_VALUE_RE.test(value)) errs.push(regexError(LABEL_VALUE_ERR, LABEL_VALUE_FMT, 'MyValue', 'my_value', '12345'));
-  return errs;
-}
 
 // ---- requirement construction (labels.NewRequirement) ----
 

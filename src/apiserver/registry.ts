@@ -1,6 +1,7 @@
 import { BUILTIN_RESOURCES, type ResourceDef, type Subresource } from '../api/resources.js';
 import type { KubeObject } from '../api/types.js';
 import type { Schema } from '../api/openapi/schema.js';
+import type { PrinterColumn } from '../api/table.js';
 
 /** Group order in discovery, as kube-apiserver lists its built-in groups. */
 const GROUP_ORDER = [
@@ -15,15 +16,6 @@ const GROUP_ORDER = [
   'node.k8s.io',
   'apiextensions.k8s.io',
 ];
-
-export interface PrinterColumn {
-  name: string;
-  type: string;
-  jsonPath: string;
-  description?: string;
-  priority?: number;
-  format?: string;
-}
 
 interface CustomResource {
   def: ResourceDef;

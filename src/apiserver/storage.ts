@@ -3,6 +3,7 @@ import { errors, ApiError, successStatus } from '../api/errors.js';
 import { keyPrefix, objectKey, groupVersion, type ResourceDef } from '../api/resources.js';
 import type { KubeList, KubeObject, ObjectMeta, Status, UserInfo } from '../api/types.js';
 import { applyDefaults, validateCreate, validateUpdate } from '../api/validation/index.js';
+import { deepEqual } from '../api/validation/field.js';
 import { trackUpdate, serverSideApply } from '../api/apply/index.js';
 import { applyPatch, type PatchType } from '../api/patch/index.js';
 import { fieldValidationError, validateFields, type FieldIssue, type FieldValidation } from '../api/openapi/validate.js';
@@ -488,20 +489,6 @@ function specChanged(old: KubeObject, next: KubeObject): boolean {
     return rest;
   };
   return !deepEqual(strip(old), strip(next));
-}
-
-export function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((v, i) => deepEqual(v, bb[i]));
-  }
-  const ak = Object.keys(a as object).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
-  const bk = Object.keys(b as object).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
-  if (ak.length !== bk.length) return false;
-  return ak.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
 export function nowTimestamp(plusSeconds = 0): string {

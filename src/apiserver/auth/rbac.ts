@@ -1,3 +1,4 @@
+import { fromLabelSelector, matches, type LabelSelectorObject as LabelSelector } from '../../api/labels.js';
 import type { KubeObject, UserInfo } from '../../api/types.js';
 
 /**
@@ -59,11 +60,6 @@ interface Subject {
   kind: string;
   name: string;
   namespace?: string;
-}
-
-interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: { key: string; operator: string; values?: string[] }[];
 }
 
 function strings(v: unknown): string[] {
@@ -141,28 +137,12 @@ export function ruleAllows(rule: PolicyRule, attrs: RequestAttributes): boolean 
 }
 
 export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const e of selector.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
-    const values = e.values ?? [];
-    switch (e.operator) {
-      case 'In':
-        if (!has || !values.includes(labels[e.key]!)) return false;
-        break;
-      case 'NotIn':
-        if (has && values.includes(labels[e.key]!)) return false;
-        break;
-      case 'Exists':
-        if (!has) return false;
-        break;
-      case 'DoesNotExist':
-        if (has) return false;
-        break;
-      default:
-        return false;
-    }
+  try {
+    return matches(fromLabelSelector(selector), labels);
+  } catch {
+    // A malformed selector in a stored ClusterRole selects nothing rather than failing every request.
+    return false;
   }
-  return true;
 }
 
 const notFound = (kind: string, name: string) => `${kind}.rbac.authorization.k8s.io ${JSON.stringify(name)} not found`;
