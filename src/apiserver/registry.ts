@@ -12,6 +12,7 @@ const GROUP_ORDER = [
   'authorization.k8s.io',
   'certificates.k8s.io',
   'coordination.k8s.io',
+  'discovery.k8s.io',
   'rbac.authorization.k8s.io',
   'node.k8s.io',
   'apiextensions.k8s.io',
