@@ -33,7 +33,7 @@ export interface ResourceDef {
   custom?: boolean;
 }
 
-export type Subresource = 'status' | 'scale' | 'binding' | 'eviction' | 'log' | 'exec' | 'attach' | 'portforward' | 'proxy';
+export type Subresource = 'status' | 'finalize' | 'scale' | 'binding' | 'eviction' | 'log' | 'exec' | 'attach' | 'portforward' | 'proxy';
 
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
@@ -77,7 +77,7 @@ const eventFields: ResourceDef['fieldSelectors'] = {
 };
 
 const BUILTINS: BuiltinSpec[] = [
-  { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false, shortNames: ['ns'], subresources: ['status'], pkg: 'core',
+  { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false, shortNames: ['ns'], subresources: ['status', 'finalize'], pkg: 'core',
     fieldSelectors: { 'status.phase': (o) => get(o, 'status', 'phase') } },
   { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false, shortNames: ['no'], subresources: ['status', 'proxy'], pkg: 'core',
     fieldSelectors: { 'spec.unschedulable': (o) => get(o, 'spec', 'unschedulable') ?? 'false' } },

@@ -13,6 +13,7 @@ interface SubresourceInfo {
 
 const SUBRESOURCES: Record<Subresource, SubresourceInfo> = {
   status: { kind: (d) => d.kind, verbs: ['get', 'patch', 'update'] },
+  finalize: { kind: (d) => d.kind, verbs: ['update'] },
   scale: { group: 'autoscaling', version: 'v1', kind: () => 'Scale', verbs: ['get', 'patch', 'update'] },
   binding: { kind: () => 'Binding', verbs: ['create'] },
   eviction: { group: 'policy', version: 'v1', kind: () => 'Eviction', verbs: ['create'] },

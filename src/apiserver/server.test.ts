@@ -241,6 +241,24 @@ describe('atoll API server', () => {
       assert.equal((await api.request('GET', `${pods}/bound`)).status, 404);
     });
 
+    it('keeps a deleted namespace Terminating until /finalize empties spec.finalizers', async () => {
+      await api.request('POST', '/api/v1/namespaces', { body: { metadata: { name: 'doomed' } } });
+      const deleting = await api.request('DELETE', '/api/v1/namespaces/doomed');
+      assert.equal(deleting.status, 200);
+      const ns = (await api.request('GET', '/api/v1/namespaces/doomed')).json<{ spec: { finalizers: string[] }; status: { phase: string } }>();
+      assert.equal(ns.status.phase, 'Terminating');
+      assert.deepEqual(ns.spec.finalizers, ['kubernetes']);
+      // An ordinary update cannot drop spec.finalizers; only the finalize subresource can.
+      const unversioned = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'doomed' }, spec: { finalizers: [] } };
+      assert.equal((await api.request('PUT', '/api/v1/namespaces/doomed', { body: unversioned })).status, 200);
+      assert.deepEqual((await api.request('GET', '/api/v1/namespaces/doomed')).json<{ spec: { finalizers: string[] } }>().spec.finalizers, ['kubernetes']);
+      const created = await api.request('POST', '/api/v1/namespaces/doomed/configmaps', { body: cm('late') });
+      assert.equal(created.status, 403);
+      const fin = await api.request('PUT', '/api/v1/namespaces/doomed/finalize', { body: unversioned });
+      assert.equal(fin.status, 200, fin.body);
+      assert.equal((await api.request('GET', '/api/v1/namespaces/doomed')).status, 404);
+    });
+
     it('checks delete preconditions', async () => {
       const c = (await api.request('POST', CMS, { body: cm('pre') })).json<{ metadata: { uid: string } }>();
       const wrong = await api.request('DELETE', `${CMS}/pre`, { body: { preconditions: { uid: 'nope' } } });

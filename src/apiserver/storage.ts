@@ -361,16 +361,18 @@ export class Storage {
     obj.kind = old.kind;
     const sub = opts.subresource ?? '';
     let result: KubeObject;
+    const strategy = strategyFor(def);
     if (sub === 'status') {
-      // Only status (and nothing of the spec) changes through /status.
+      // Only status changes through /status: spec and metadata stay as stored.
       result = { ...structuredClone(old), status: obj.status };
-      result.metadata = { ...result.metadata, labels: meta.labels, annotations: meta.annotations };
-      if (!meta.labels) delete result.metadata.labels;
-      if (!meta.annotations) delete result.metadata.annotations;
+    } else if (sub && strategy.subresourceUpdate?.[sub]) {
+      result = structuredClone(old);
+      strategy.subresourceUpdate[sub]!(result, obj);
     } else {
       result = obj;
       if (def.subresources.includes('status') && 'status' in old) result.status = structuredClone(old.status);
       else if (def.subresources.includes('status')) delete result.status;
+      strategy.prepareForUpdate?.(result, old);
       if (oldMeta.generation !== undefined) {
         meta.generation = specChanged(old, result) ? oldMeta.generation + 1 : oldMeta.generation;
       }
@@ -412,14 +414,11 @@ export class Storage {
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw errors.badRequest('the request body must be a JSON or YAML object');
     const obj = structuredClone(body);
     const apiVersion = groupVersion(def);
-    const sub = opts.subresource ?? '';
-    if (sub === '' || sub === 'status') {
-      if (obj.kind !== undefined && obj.kind !== def.kind) {
-        throw errors.badRequest(`the object provided is unrecognized (${JSON.stringify(obj.kind)} is not ${def.kind})`);
-      }
-      if (obj.apiVersion !== undefined && obj.apiVersion !== apiVersion) {
-        throw errors.badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${apiVersion})`);
-      }
+    if (obj.kind !== undefined && obj.kind !== def.kind) {
+      throw errors.badRequest(`the object provided is unrecognized (${JSON.stringify(obj.kind)} is not ${def.kind})`);
+    }
+    if (obj.apiVersion !== undefined && obj.apiVersion !== apiVersion) {
+      throw errors.badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${apiVersion})`);
     }
     obj.apiVersion = apiVersion;
     obj.kind = def.kind;

@@ -14,7 +14,13 @@ export interface Strategy {
   createOnUpdate?: boolean;
   /** Whether the main resource carries `metadata.generation`. */
   generation?: boolean;
+  /** Undoes changes an update of the main resource may not make (fields owned by a subresource). */
+  prepareForUpdate?(next: KubeObject, old: KubeObject): void;
+  /** Subresources besides status that write part of the object: copy that part from `next` into `stored`. */
+  subresourceUpdate?: Record<string, (stored: KubeObject, next: KubeObject) => void>;
 }
+
+type NamespaceSpec = { finalizers?: string[] } | undefined;
 
 function podQosClass(pod: KubeObject): string {
   const spec = (pod.spec ?? {}) as { containers?: { resources?: { requests?: Record<string, string>; limits?: Record<string, string> } }[]; initContainers?: unknown[] };
@@ -45,7 +51,20 @@ const STRATEGIES: Record<string, Strategy> = {
       return requested ?? spec.terminationGracePeriodSeconds ?? 30;
     },
   },
-  '/Namespace': { initialStatus: () => ({ phase: 'Active' }) },
+  '/Namespace': {
+    initialStatus: () => ({ phase: 'Active' }),
+    // spec.finalizers belong to the namespace controller, which writes them through /finalize.
+    prepareForUpdate(next, old) {
+      const finalizers = (old.spec as NamespaceSpec)?.finalizers;
+      next.spec = { ...(next.spec as object), finalizers };
+      if (!finalizers) delete (next.spec as Record<string, unknown>).finalizers;
+    },
+    subresourceUpdate: {
+      finalize(stored, next) {
+        stored.spec = { ...(stored.spec as object), finalizers: (next.spec as NamespaceSpec)?.finalizers ?? [] };
+      },
+    },
+  },
   '/Service': { initialStatus: () => ({ loadBalancer: {} }) },
   '/PersistentVolume': { initialStatus: () => ({ phase: 'Pending' }) },
   '/PersistentVolumeClaim': { initialStatus: () => ({ phase: 'Pending' }) },

@@ -7,19 +7,21 @@ import { nowTimestamp } from './storage.js';
 
 type SubresourceHandler = (ctx: ResourceContext) => Promise<void>;
 
-async function status(ctx: ResourceContext): Promise<void> {
+/** status (get, update, patch) and finalize (update): subresources that write part of the object. */
+async function partialWrite(ctx: ResourceContext): Promise<void> {
   const { info, def, storage } = ctx;
-  switch (info.verb) {
+  const sub = info.subresource;
+  switch (sub === 'finalize' && info.verb !== 'update' ? '' : info.verb) {
     case 'get':
       return respond(ctx, 200, await storage.get(def, info.namespace, info.name));
     case 'update': {
-      const opts = writeOptions(ctx, 'status');
+      const opts = writeOptions(ctx, sub);
       const body = (await objectBody(ctx, opts)) as KubeObject;
       const r = await storage.update(def, info.namespace, info.name, body, opts);
       return respond(ctx, 200, r.object, opts.warnings);
     }
     case 'patch':
-      return patch(ctx, 'status');
+      return patch(ctx, sub);
     default:
       throw errors.methodNotAllowed('the server does not allow this method on the requested resource');
   }
@@ -124,7 +126,8 @@ async function nodeStream(ctx: ResourceContext): Promise<void> {
 }
 
 export const subresourceHandlers: Record<string, SubresourceHandler> = {
-  status,
+  status: partialWrite,
+  finalize: partialWrite,
   scale,
   binding,
   eviction,
