@@ -87,6 +87,9 @@ export async function kubectlPath(): Promise<string> {
   return cached;
 }
 
+/** No kubectl command in the tests should take longer than this. */
+const KUBECTL_TIMEOUT_MS = 60_000;
+
 export interface Kubectl {
   (...args: string[]): Promise<string>;
   /** Runs and returns exit code and both streams instead of throwing. */
@@ -100,15 +103,20 @@ export async function kubectl(kubeconfig: string): Promise<Kubectl> {
   const bin = await kubectlPath();
   const home = await mkdtemp(join(tmpdir(), 'atoll-kubectl-home-'));
   const env = { ...process.env, HOME: home, KUBECONFIG: kubeconfig };
-  const result = async (...args: string[]) => {
-    try {
-      const { stdout, stderr } = await run(bin, args, { env, maxBuffer: 64 * 1024 * 1024 });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
-    }
-  };
+  // stdin is closed: kubectl without credentials would otherwise wait for a typed password.
+  const result = (...args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), KUBECTL_TIMEOUT_MS);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? 1, stdout, stderr: signal ? `${stderr}killed by ${signal} after ${KUBECTL_TIMEOUT_MS} ms` : stderr });
+      });
+    });
   const fn = (async (...args: string[]) => {
     const r = await result(...args);
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
