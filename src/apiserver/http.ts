@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { ApiError, errors } from '../api/errors.js';
 import { findDuplicateFields, findDuplicateYamlFields } from '../api/openapi/validate.js';
+import { decodeKubernetesProtobuf, isProtobufContentType } from '../api/protobuf/index.js';
 
 /** kube-apiserver's limit on a request body. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -34,6 +35,8 @@ export interface DecodedBody {
 /** Parses a JSON or YAML body according to its content type, noting duplicate keys. */
 export function decodeBody(raw: Buffer, contentType: string | undefined): DecodedBody {
   const media = (contentType ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+  // kubectl's typed clients send built-in kinds as protobuf and do not fall back to JSON.
+  if (isProtobufContentType(media)) return { value: decodeKubernetesProtobuf(raw), duplicates: [] };
   const text = raw.toString('utf8');
   if (text.trim() === '') throw errors.badRequest('the request body is empty');
   if (media === 'application/yaml' || media === 'application/apply-patch+yaml' || media === 'text/yaml') {
