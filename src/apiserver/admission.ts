@@ -19,6 +19,8 @@ export interface AdmissionRequest {
   oldObject?: KubeObject;
   user: UserInfo;
   dryRun: boolean;
+  /** Warnings for the client's `Warning` headers (e.g. PodSecurity's warn mode). */
+  warnings?: string[];
 }
 
 export interface AdmissionPlugin {

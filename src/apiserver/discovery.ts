@@ -14,6 +14,7 @@ interface SubresourceInfo {
 const SUBRESOURCES: Record<Subresource, SubresourceInfo> = {
   status: { kind: (d) => d.kind, verbs: ['get', 'patch', 'update'] },
   finalize: { kind: (d) => d.kind, verbs: ['update'] },
+  token: { group: 'authentication.k8s.io', version: 'v1', kind: () => 'TokenRequest', verbs: ['create'] },
   scale: { group: 'autoscaling', version: 'v1', kind: () => 'Scale', verbs: ['get', 'patch', 'update'] },
   binding: { kind: () => 'Binding', verbs: ['create'] },
   eviction: { group: 'policy', version: 'v1', kind: () => 'Eviction', verbs: ['create'] },

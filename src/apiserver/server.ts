@@ -9,6 +9,8 @@ import { keyPrefix, objectKey, type ResourceDef } from '../api/resources.js';
 import type { KubeObject, UserInfo } from '../api/types.js';
 import { builtinSchemas, resolver, schemaFor } from '../api/openapi/generate.js';
 import { namespaceLifecycle } from '../admission/namespace-lifecycle.js';
+import { podAdmissionPlugins } from '../admission/index.js';
+import { NamespaceDefaults } from '../admission/namespace-defaults.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { AdmissionChain } from './admission.js';
@@ -16,6 +18,7 @@ import { Authenticator, loadTokenFile, type StaticToken } from './auth/authn.js'
 import { bootstrapPolicy } from './auth/bootstrap-policy.js';
 import { writeKubeconfig } from './auth/kubeconfig.js';
 import { ensurePki, issueClientCert, type Pki } from './auth/pki.js';
+import { ServiceAccountTokens, serveTokenRequest } from './auth/service-account-token.js';
 import { RbacAuthorizer, forbiddenMessage, type RequestAttributes } from './auth/rbac.js';
 import { writeFileAtomic } from './auth/atomic-file.js';
 import { AGGREGATED_DISCOVERY_TYPE, aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersions } from './discovery.js';
@@ -40,6 +43,8 @@ export interface ApiServerOptions {
   hosts?: string[];
   /** Use this store instead of SQLite in the data dir. */
   store?: Store;
+  /** tolerationSeconds of the not-ready/unreachable tolerations DefaultTolerationSeconds adds (default 300). */
+  defaultTolerationSeconds?: number;
 }
 
 const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
@@ -62,6 +67,8 @@ export class ApiServer {
   private namespaces = new Map<string, KubeObject>();
   private adminCredentials?: { certPem: string; keyPem: string; token: string };
   pki?: Pki;
+  /** Signs and verifies service-account tokens; serves the serviceaccounts/token subresource. */
+  serviceAccountTokens?: ServiceAccountTokens;
 
   private constructor(
     readonly options: ApiServerOptions,
@@ -150,8 +157,34 @@ export class ApiServer {
     });
     this.admission.add(namespaceLifecycle((name) => this.namespaces.get(`/registry/core/namespaces/${name}`)));
 
+    // Service accounts: pod admission, bound tokens, and each namespace's default account and CA ConfigMap.
+    const def = (group: string, version: string, plural: string) => this.def(group, version, plural);
+    for (const plugin of await podAdmissionPlugins({ cache: this.cache, storage: this.storage, def, defaultTolerationSeconds: this.options.defaultTolerationSeconds })) {
+      this.admission.add(plugin);
+    }
+    const [serviceAccounts, pods, nodes] = await Promise.all(['serviceaccounts', 'pods', 'nodes'].map((plural) => this.cache.index(keyPrefix({ group: '', plural }))));
+    const core = (plural: string, ns: string | undefined, name: string) => objectKey({ group: '', plural, namespaced: ns !== undefined }, ns, name);
+    this.serviceAccountTokens = new ServiceAccountTokens({
+      privateKeyPem: this.pki.saPrivateKeyPem,
+      objects: {
+        serviceAccount: (ns, name) => serviceAccounts.get(core('serviceaccounts', ns, name)),
+        pod: (ns, name) => pods.get(core('pods', ns, name)),
+        node: (name) => nodes.get(core('nodes', undefined, name)),
+      },
+    });
+    const saTokens = this.serviceAccountTokens;
+    this.authn.addTokenAuthenticator((token) => saTokens.authenticate(token));
+
     await this.watchCrds();
     await this.bootstrap();
+    const namespaceDefaults = new NamespaceDefaults({
+      storage: this.storage,
+      cache: this.cache,
+      defs: { namespaces: def('', 'v1', 'namespaces'), serviceAccounts: def('', 'v1', 'serviceaccounts'), configMaps: def('', 'v1', 'configmaps') },
+      caPem: this.pki.caCertPem,
+      onError: (err) => console.error('apiserver: namespace defaults:', err),
+    });
+    await namespaceDefaults.start(this.abort.signal);
 
     const admin = await issueClientCert(this.pki, { cn: 'kubernetes-admin', groups: ['system:masters'] });
     this.adminCredentials = { ...admin, token: tokens[0]!.token };
@@ -281,7 +314,9 @@ export class ApiServer {
     if (!def) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     if (!info.resource || (info.prefix === 'api') !== (info.apiGroup === '')) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     if (def.group === 'authorization.k8s.io' || def.group === 'authentication.k8s.io') return this.review(req, res, def, user);
-    await handleResource({ req, res, url, info, def, user, storage: this.storage, cache: this.cache, registry: this.registry });
+    const ctx = { req, res, url, info, def, user, storage: this.storage, cache: this.cache, registry: this.registry };
+    if (def.plural === 'serviceaccounts' && info.subresource === 'token') return serveTokenRequest(ctx, this.serviceAccountTokens!);
+    await handleResource(ctx);
   }
 
   /** SelfSubjectAccessReview, SubjectAccessReview and SelfSubjectReview: answered, never stored. */

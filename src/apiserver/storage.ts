@@ -147,7 +147,7 @@ export class Storage {
     if (strategy.initialStatus) obj.status = strategy.initialStatus(obj);
     if (strategy.generation) meta.generation = 1;
     applyDefaults(def, obj);
-    await this.admit({ operation: 'CREATE', def, subresource: '', namespace, name: meta.name, object: obj, user: opts.user, dryRun: opts.dryRun });
+    await this.admit({ operation: 'CREATE', def, subresource: '', namespace, name: meta.name, object: obj, user: opts.user, dryRun: opts.dryRun, warnings: opts.warnings });
     this.validate(def, obj, undefined);
     this.trackFields(def, undefined, obj, opts);
     if (opts.dryRun) {
@@ -246,7 +246,7 @@ export class Storage {
       if (!current) throw errors.notFound({ group: def.group, resource: def.plural, name });
       const obj = structuredClone(current.object);
       change(obj);
-      await this.admit({ operation: 'UPDATE', def, subresource: opts.subresource ?? '', namespace, name, object: obj, oldObject: current.object, user: opts.user, dryRun: opts.dryRun });
+      await this.admit({ operation: 'UPDATE', def, subresource: opts.subresource ?? '', namespace, name, object: obj, oldObject: current.object, user: opts.user, dryRun: opts.dryRun, warnings: opts.warnings });
       this.trackFields(def, current.object, obj, opts);
       if (opts.dryRun) return obj;
       try {
@@ -271,7 +271,7 @@ export class Storage {
       if (pre?.resourceVersion && pre.resourceVersion !== String(current.modRevision)) {
         throw errors.conflict({ group: def.group, resource: def.plural, name }, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${current.modRevision}`);
       }
-      await this.admit({ operation: 'DELETE', def, subresource: '', namespace, name, oldObject: obj, user: opts.user, dryRun: opts.dryRun });
+      await this.admit({ operation: 'DELETE', def, subresource: '', namespace, name, oldObject: obj, user: opts.user, dryRun: opts.dryRun, warnings: opts.warnings });
       const outcome = this.markDeletion(def, obj, options);
       try {
         if (outcome !== 'now') {
@@ -384,7 +384,7 @@ export class Storage {
         throw errors.invalid(def.kind, def.group, meta.name!, [{ reason: 'FieldValueForbidden', message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}`, field: 'metadata.finalizers' }]);
       }
     }
-    await this.admit({ operation: 'UPDATE', def, subresource: sub, namespace: meta.namespace ?? '', name: meta.name!, object: result, oldObject: old, user: opts.user, dryRun: opts.dryRun });
+    await this.admit({ operation: 'UPDATE', def, subresource: sub, namespace: meta.namespace ?? '', name: meta.name!, object: result, oldObject: old, user: opts.user, dryRun: opts.dryRun, warnings: opts.warnings });
     this.validate(def, result, old);
     if (opts.fieldManager) this.trackFields(def, old, result, opts);
     else result.metadata.managedFields = result.metadata.managedFields ?? old.metadata.managedFields;

@@ -1,0 +1,52 @@
+import type { KubeClient } from '../client/client.js';
+import { SharedInformers, type Controller, type ErrorSink } from './controller.js';
+import { EndpointsController } from './endpoints.js';
+import { GarbageCollector } from './garbage-collector.js';
+import { NamespaceController } from './namespace.js';
+import { NodeLifecycleController, type NodeLifecycleOptions } from './node-lifecycle.js';
+
+/** The controllers `runControllers` starts itself. */
+export type ControllerName = 'node-lifecycle' | 'garbage-collector' | 'namespace' | 'endpoints';
+
+export interface ControllerManagerOptions extends Omit<NodeLifecycleOptions, 'onError'> {
+  signal: AbortSignal;
+  /** Seconds between the garbage collector's discovery passes (new custom resources). */
+  gcDiscoveryPeriodSeconds?: number;
+  /** Start only these of the built-in controllers (default all). */
+  controllers?: ControllerName[];
+  onError?: ErrorSink;
+}
+
+/**
+ * Extra controllers: a list, or a function given the shared informers so that, for example, the
+ * workload controllers watch pods through the same informer as everyone else.
+ */
+export type ExtraControllers = Controller[] | ((informers: SharedInformers) => Controller[]);
+
+/**
+ * Runs the control loops of the controller manager against `client` until `opts.signal` aborts:
+ * node lifecycle, garbage collector, namespace and endpoints, plus `extra`. Every controller shares
+ * one informer per resource. Resolves when all have stopped.
+ */
+export async function runControllers(client: KubeClient, opts: ControllerManagerOptions, extra: ExtraControllers = []): Promise<void> {
+  const informers = new SharedInformers(client);
+  const enabled = (name: ControllerName) => !opts.controllers || opts.controllers.includes(name);
+  const controllers: Controller[] = [];
+  if (enabled('node-lifecycle')) {
+    controllers.push(
+      new NodeLifecycleController(client, informers, {
+        nodeMonitorGracePeriodSeconds: opts.nodeMonitorGracePeriodSeconds,
+        nodeMonitorPeriodSeconds: opts.nodeMonitorPeriodSeconds,
+        nodeEvictionRate: opts.nodeEvictionRate,
+        protect: opts.protect,
+        onError: opts.onError,
+      }),
+    );
+  }
+  if (enabled('garbage-collector')) controllers.push(new GarbageCollector(client, informers, { discoveryPeriodSeconds: opts.gcDiscoveryPeriodSeconds, onError: opts.onError }));
+  if (enabled('namespace')) controllers.push(new NamespaceController(client, informers, { onError: opts.onError }));
+  if (enabled('endpoints')) controllers.push(new EndpointsController(client, informers, { onError: opts.onError }));
+  controllers.push(...(typeof extra === 'function' ? extra(informers) : extra));
+  informers.start(opts.signal);
+  await Promise.all(controllers.map((c) => c.run(opts.signal)));
+}

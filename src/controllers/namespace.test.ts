@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ApiServer } from '../apiserver/server.js';
+import type { KubeObject } from '../api/types.js';
+import { KubeClient, isNotFound, type Resource } from '../client/client.js';
+import { resource } from '../client/informer.js';
+import { SharedInformers } from './controller.js';
+import { NamespaceController } from './namespace.js';
+
+const WAIT_MS = 15_000;
+const POLL_MS = 100;
+const SETTLE_MS = 1500;
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = WAIT_MS): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+describe('namespace controller', () => {
+  let dir: string;
+  let server: ApiServer;
+  let client: KubeClient;
+  const abort = new AbortController();
+  let running: Promise<void>;
+  const namespaces = resource('namespaces');
+
+  async function find(r: Resource, namespace: string | undefined, name: string): Promise<KubeObject | undefined> {
+    try {
+      return await client.get(r, namespace, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'atoll-namespace-'));
+    server = await ApiServer.start({ dataDir: dir, port: 0, host: '127.0.0.1' });
+    client = KubeClient.fromKubeconfig(server.kubeconfigPath);
+    const informers = new SharedInformers(client);
+    const controller = new NamespaceController(client, informers);
+    informers.start(abort.signal);
+    running = controller.run(abort.signal);
+  });
+
+  after(async () => {
+    abort.abort();
+    await running;
+    client.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('empties a deleted namespace of every kind, waits for finalizers, then lets it go', async () => {
+    await client.create(namespaces, undefined, { metadata: { name: 'doomed' } });
+    await client.create(resource('configmaps'), 'doomed', { metadata: { name: 'cm' } });
+    await client.create(resource('configmaps'), 'doomed', { metadata: { name: 'held', finalizers: ['atoll.test/hold'] } });
+    await client.create(resource('secrets'), 'doomed', { metadata: { name: 's' } });
+    await client.create(resource('services'), 'doomed', { metadata: { name: 'svc' }, spec: { ports: [{ port: 80 }] } });
+    await client.create(resource('pods'), 'doomed', { metadata: { name: 'p' }, spec: { containers: [{ name: 'c', image: 'busybox' }] } });
+    await client.create(resource('apps/deployments'), 'doomed', {
+      metadata: { name: 'd' },
+      spec: { selector: { matchLabels: { app: 'd' } }, template: { metadata: { labels: { app: 'd' } }, spec: { containers: [{ name: 'c', image: 'busybox' }] } } },
+    });
+    await client.create(resource('configmaps'), 'default', { metadata: { name: 'bystander' } });
+
+    await client.delete(namespaces, undefined, 'doomed');
+    const terminating = await find(namespaces, undefined, 'doomed');
+    assert.equal((terminating?.status as { phase?: string }).phase, 'Terminating');
+
+    for (const [r, name] of [['configmaps', 'cm'], ['secrets', 's'], ['services', 'svc'], ['pods', 'p'], ['apps/deployments', 'd']] as const) {
+      await waitFor(`${r} ${name} to be deleted`, async () => !(await find(resource(r), 'doomed', name)));
+    }
+    await waitFor('the held config map to be marked for deletion', async () => !!(await find(resource('configmaps'), 'doomed', 'held'))?.metadata.deletionTimestamp);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const waiting = await find(namespaces, undefined, 'doomed');
+    assert.ok(waiting, 'the namespace waits for content with finalizers');
+    assert.ok((waiting.spec as { finalizers?: string[] }).finalizers?.includes('kubernetes'));
+
+    await client.patch(resource('configmaps'), 'doomed', 'held', 'merge', { metadata: { finalizers: null } });
+    await waitFor('the namespace to be deleted', async () => !(await find(namespaces, undefined, 'doomed')));
+    assert.ok(await find(resource('configmaps'), 'default', 'bystander'), 'other namespaces are untouched');
+  });
+
+  it('leaves namespaces that are not being deleted alone', async () => {
+    await client.create(namespaces, undefined, { metadata: { name: 'alive' } });
+    await client.create(resource('configmaps'), 'alive', { metadata: { name: 'cm' } });
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    assert.ok(await find(resource('configmaps'), 'alive', 'cm'));
+  });
+});
