@@ -37,3 +37,16 @@ export function parsePort(value: string, flag: string): number {
   if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`${flag} ${value}: not a port; give a number from 0 (any free port) to 65535`);
   return n;
 }
+
+export function parseSeconds(value: string, flag: string): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`${flag} ${value}: not a number of seconds; give a whole number such as 50`);
+  return Number(value);
+}
+
+/** A comma-separated list whose items must come from `allowed`. */
+export function parseList(value: string, flag: string, allowed: readonly string[]): string[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = items.filter((i) => !allowed.includes(i));
+  if (unknown.length) throw new UsageError(`${flag}: unknown ${unknown.map((u) => `"${u}"`).join(', ')}; choose from ${allowed.join(', ')}`);
+  return items;
+}

@@ -1,7 +1,9 @@
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
-import { ApiServer, DEFAULT_PORT } from '../apiserver/server.js';
-import { UsageError, parsePort, withConfigFile } from './config.js';
+import { DEFAULT_PORT } from '../apiserver/server.js';
+import { ControlPlane } from '../controlplane/index.js';
+import { CONTROLLER_NAMES, type ControllerName } from '../controllers/manager.js';
+import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
 
 const program = new Command('atoll')
   .description('Atoll: an edge Kubernetes distribution. Autonomous edge nodes, VM-sandboxed pods.')
@@ -14,24 +16,37 @@ program
   .option('--port <n>', 'HTTPS port to listen on', String(DEFAULT_PORT))
   .option('--host <addr>', 'address to listen on', '0.0.0.0')
   .addOption(new Option('--tls-san <name...>', 'extra DNS names or IP addresses for the serving certificate').default([]))
+  .option('--controllers <names>', `comma-separated controllers to run in this process (${CONTROLLER_NAMES.join(', ')})`, CONTROLLER_NAMES.join(','))
+  .option('--disable-controllers', 'run no controllers (run `atoll controller` elsewhere instead)', false)
+  .option('--disable-scheduler', 'run no scheduler in this process', false)
+  .option('--node-monitor-grace-period <seconds>', 'how long a node may stay silent before it is marked unreachable', '50')
+  .option('--default-toleration-seconds <seconds>', 'tolerationSeconds of the not-ready/unreachable tolerations added to pods', '300')
   .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
   .action(async (raw: Record<string, unknown>, cmd: Command) => {
-    const flags = withConfigFile(raw, ['data-dir', 'port', 'host', 'tls-san'], (name) => cmd.getOptionValueSource(name) === 'cli');
-    const server = await ApiServer.start({
+    const keys = ['data-dir', 'port', 'host', 'tls-san', 'controllers', 'disable-controllers', 'disable-scheduler', 'node-monitor-grace-period', 'default-toleration-seconds'];
+    const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
+    const controllers = parseList(String(flags.controllers), '--controllers', CONTROLLER_NAMES) as ControllerName[];
+    const plane = await ControlPlane.start({
       dataDir: resolve(String(flags.dataDir)),
       port: parsePort(String(flags.port), '--port'),
       host: String(flags.host),
       hosts: flags.tlsSan as string[],
+      controllers: !flags.disableControllers,
+      controllerNames: controllers,
+      scheduler: !flags.disableScheduler,
+      nodeMonitorGracePeriodSeconds: parseSeconds(String(flags.nodeMonitorGracePeriod), '--node-monitor-grace-period'),
+      defaultTolerationSeconds: parseSeconds(String(flags.defaultTolerationSeconds), '--default-toleration-seconds'),
     }).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') throw new UsageError(`--port ${flags.port}: the port is in use; stop what holds it or pick another port`);
       if (err.code === 'EACCES') throw new UsageError(`--data-dir ${flags.dataDir}: permission denied; run as root or choose a writable directory`);
       throw err;
     });
+    const { server } = plane;
     console.log(`atoll server: serving the Kubernetes API at ${server.url}`);
     console.log(`atoll server: admin kubeconfig written to ${server.kubeconfigPath}`);
     console.log(`  try: kubectl --kubeconfig ${server.kubeconfigPath} get namespaces`);
     const stop = async () => {
-      await server.close();
+      await plane.close();
       process.exit(0);
     };
     process.once('SIGINT', stop);

@@ -4,9 +4,13 @@ import { EndpointsController } from './endpoints.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { NamespaceController } from './namespace.js';
 import { NodeLifecycleController, type NodeLifecycleOptions } from './node-lifecycle.js';
+import { ReplicaSetController } from './replicaset.js';
+import { DeploymentController } from './deployment.js';
+import { DaemonSetController } from './daemonset.js';
 
 /** The controllers `runControllers` starts itself. */
-export type ControllerName = 'node-lifecycle' | 'garbage-collector' | 'namespace' | 'endpoints';
+export const CONTROLLER_NAMES = ['node-lifecycle', 'garbage-collector', 'namespace', 'endpoints', 'replicaset', 'deployment', 'daemonset'] as const;
+export type ControllerName = (typeof CONTROLLER_NAMES)[number];
 
 export interface ControllerManagerOptions extends Omit<NodeLifecycleOptions, 'onError'> {
   signal: AbortSignal;
@@ -25,7 +29,7 @@ export type ExtraControllers = Controller[] | ((informers: SharedInformers) => C
 
 /**
  * Runs the control loops of the controller manager against `client` until `opts.signal` aborts:
- * node lifecycle, garbage collector, namespace and endpoints, plus `extra`. Every controller shares
+ * node lifecycle, garbage collector, namespace, endpoints and the workload controllers, plus `extra`. Every controller shares
  * one informer per resource. Resolves when all have stopped.
  */
 export async function runControllers(client: KubeClient, opts: ControllerManagerOptions, extra: ExtraControllers = []): Promise<void> {
@@ -46,6 +50,11 @@ export async function runControllers(client: KubeClient, opts: ControllerManager
   if (enabled('garbage-collector')) controllers.push(new GarbageCollector(client, informers, { discoveryPeriodSeconds: opts.gcDiscoveryPeriodSeconds, onError: opts.onError }));
   if (enabled('namespace')) controllers.push(new NamespaceController(client, informers, { onError: opts.onError }));
   if (enabled('endpoints')) controllers.push(new EndpointsController(client, informers, { onError: opts.onError }));
+  const sink = opts.onError;
+  const workload = (name: string) => ({ informers, onError: sink && ((key: string, err: unknown) => sink(name, key, err)) });
+  if (enabled('replicaset')) controllers.push(new ReplicaSetController(client, workload('replicaset')));
+  if (enabled('deployment')) controllers.push(new DeploymentController(client, workload('deployment')));
+  if (enabled('daemonset')) controllers.push(new DaemonSetController(client, workload('daemonset')));
   controllers.push(...(typeof extra === 'function' ? extra(informers) : extra));
   informers.start(opts.signal);
   await Promise.all(controllers.map((c) => c.run(opts.signal)));
