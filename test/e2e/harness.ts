@@ -32,10 +32,10 @@ export interface ServerProcess {
 }
 
 /** Starts `atoll server` as its own process on a free loopback port, with a fresh data dir. */
-export async function startServer(): Promise<ServerProcess> {
+export async function startServer(extraArgs: string[] = []): Promise<ServerProcess> {
   const dataDir = await mkdtemp(join(tmpdir(), 'atoll-e2e-'));
   const port = await freePort();
-  const child = spawn(process.execPath, [ATOLL, 'server', '--data-dir', dataDir, '--port', String(port), '--host', '127.0.0.1'], {
+  const child = spawn(process.execPath, [ATOLL, 'server', '--data-dir', dataDir, '--port', String(port), '--host', '127.0.0.1', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
