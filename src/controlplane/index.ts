@@ -1,9 +1,6 @@
-import { setMaxListeners } from 'node:events';
 import { ApiServer, type ApiServerOptions } from '../apiserver/server.js';
-import { KubeClient } from '../client/client.js';
-import { defaultErrorSink } from '../controllers/controller.js';
-import { runControllers, type ControllerName } from '../controllers/manager.js';
-import { runScheduler } from '../scheduler/scheduler.js';
+import type { ControllerName } from '../controllers/manager.js';
+import { startComponentThread, type ComponentThread } from './thread.js';
 
 export interface ControlPlaneOptions extends ApiServerOptions {
   /** Run the controller manager in this process (default true). */
@@ -16,49 +13,35 @@ export interface ControlPlaneOptions extends ApiServerOptions {
 }
 
 /**
- * The cloud side in one process, as K3s runs it: the API server, and the controller manager and
- * scheduler talking to it over loopback HTTPS like any other client, so each also works against a
- * real kube-apiserver on its own.
+ * The cloud side in one process, as K3s runs it: the API server, plus the controller manager and the
+ * scheduler on threads of their own, talking to it over loopback HTTPS like any other client, so each
+ * also works against a real kube-apiserver on its own.
  */
 export class ControlPlane {
-  private readonly abort = new AbortController();
-  private readonly loops: Promise<void>[] = [];
-  private readonly clients: KubeClient[] = [];
+  private readonly threads: ComponentThread[] = [];
 
-  private constructor(readonly server: ApiServer) {
-    // Every informer's watch listens on this one signal.
-    setMaxListeners(0, this.abort.signal);
-  }
+  private constructor(readonly server: ApiServer) {}
 
   static async start(opts: ControlPlaneOptions): Promise<ControlPlane> {
     const server = await ApiServer.start(opts);
     const cp = new ControlPlane(server);
-    const { signal } = cp.abort;
+    const { caPem, certPem, keyPem } = server.admin;
+    const credentials = { server: server.url, caPem, certPem, keyPem };
     if (opts.controllers !== false) {
-      const client = cp.client('kube-controller-manager');
-      cp.loops.push(
-        runControllers(client, {
-          signal,
+      cp.threads.push(
+        startComponentThread(credentials, 'kube-controller-manager', {
+          name: 'controllers',
           controllers: opts.controllerNames,
           nodeMonitorGracePeriodSeconds: opts.nodeMonitorGracePeriodSeconds,
-          onError: defaultErrorSink,
         }),
       );
     }
-    if (opts.scheduler !== false) cp.loops.push(runScheduler(cp.client('kube-scheduler'), { signal }));
+    if (opts.scheduler !== false) cp.threads.push(startComponentThread(credentials, 'kube-scheduler', { name: 'scheduler' }));
     return cp;
   }
 
   async close(): Promise<void> {
-    this.abort.abort();
-    await Promise.allSettled(this.loops);
-    for (const c of this.clients) c.close();
+    await Promise.all(this.threads.map((t) => t.stop()));
     await this.server.close();
-  }
-
-  private client(userAgent: string): KubeClient {
-    const client = KubeClient.fromKubeconfig(this.server.kubeconfigPath, userAgent);
-    this.clients.push(client);
-    return client;
   }
 }

@@ -1,0 +1,105 @@
+import { NodeInfo, type PodInfo } from './framework.js';
+import type { Node } from './types.js';
+
+interface PodState {
+  info: PodInfo;
+  nodeName: string;
+  /** Placed by this scheduler and not yet seen bound by the informer. */
+  assumed: boolean;
+}
+
+/**
+ * The scheduler's picture of the cluster, as kube's scheduler cache: nodes, and the pods counted on
+ * each. A pod the scheduler decides to place is assumed onto its node at once, before the binding
+ * is sent, so the next cycle already sees its requests; the informer's view of the bound pod later
+ * confirms it, and a failed binding forgets it. Assumed pods never expire: the binding either
+ * succeeds (and the informer reports it) or fails (and the scheduler forgets it).
+ */
+export class SchedulerCache {
+  private readonly nodes = new Map<string, NodeInfo>();
+  /** The nodes that exist as Node objects, in a stable order for round-robin filtering. */
+  private order: NodeInfo[] = [];
+  private readonly pods = new Map<string, PodState>();
+
+  /** The schedulable node list; do not modify. */
+  nodeList(): readonly NodeInfo[] {
+    return this.order;
+  }
+
+  node(name: string): NodeInfo | undefined {
+    return this.nodes.get(name);
+  }
+
+  get podCount(): number {
+    return this.pods.size;
+  }
+
+  addNode(node: Node): void {
+    const name = node.metadata.name!;
+    let info = this.nodes.get(name);
+    if (!info) {
+      info = new NodeInfo(name);
+      this.nodes.set(name, info);
+    }
+    if (!info.node) this.order.push(info);
+    info.setNode(node);
+  }
+
+  updateNode(node: Node): void {
+    this.addNode(node);
+  }
+
+  /** The node leaves the list; its NodeInfo stays while pods are still counted there. */
+  removeNode(name: string): void {
+    const info = this.nodes.get(name);
+    if (!info) return;
+    this.order = this.order.filter((n) => n !== info);
+    info.setNode(undefined);
+    if (info.pods.size === 0) this.nodes.delete(name);
+  }
+
+  isAssumed(key: string): boolean {
+    return this.pods.get(key)?.assumed === true;
+  }
+
+  /** Counts the pod on the node before its binding is confirmed. */
+  assume(info: PodInfo, nodeName: string): void {
+    this.place(info, nodeName, true);
+  }
+
+  /** Undoes assume after a failed binding, unless the informer has confirmed the pod meanwhile. */
+  forget(key: string): void {
+    const state = this.pods.get(key);
+    if (state?.assumed) this.removePod(key);
+  }
+
+  /** A bound, non-terminal pod seen by the informer (new, or confirming an assumed one). */
+  addPod(info: PodInfo, nodeName: string): void {
+    this.place(info, nodeName, false);
+  }
+
+  /** False when the pod was not counted on any node. */
+  removePod(key: string): boolean {
+    const state = this.pods.get(key);
+    if (!state) return false;
+    this.pods.delete(key);
+    const node = this.nodes.get(state.nodeName);
+    if (node) {
+      node.removePod(key);
+      if (!node.node && node.pods.size === 0) this.nodes.delete(state.nodeName);
+    }
+    return true;
+  }
+
+  private place(info: PodInfo, nodeName: string, assumed: boolean): void {
+    const prior = this.pods.get(info.key);
+    if (prior && prior.nodeName !== nodeName) this.removePod(info.key);
+    let node = this.nodes.get(nodeName);
+    if (!node) {
+      node = new NodeInfo(nodeName);
+      this.nodes.set(nodeName, node);
+    }
+    node.addPod(info);
+    this.pods.set(info.key, { info, nodeName, assumed });
+  }
+}

@@ -1,0 +1,91 @@
+import type { KubeObject } from '../api/types.js';
+
+// The parts of core/v1 Pod and Node the scheduler reads. They keep Kubernetes' JSON field names so
+// informer objects are used as they arrive, without conversion.
+
+export interface ResourceList {
+  [name: string]: string | number;
+}
+
+export interface ResourceRequirements {
+  requests?: ResourceList;
+  limits?: ResourceList;
+}
+
+export interface ContainerPort {
+  containerPort: number;
+  hostPort?: number;
+  hostIP?: string;
+  protocol?: string;
+}
+
+export interface Container {
+  name: string;
+  resources?: ResourceRequirements;
+  ports?: ContainerPort[];
+  /** "Always" makes an init container a sidecar that keeps running beside the app containers. */
+  restartPolicy?: string;
+}
+
+export type TaintEffect = 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+
+export interface Taint {
+  key: string;
+  value?: string;
+  effect: TaintEffect | string;
+}
+
+export interface Toleration {
+  key?: string;
+  operator?: 'Exists' | 'Equal' | string;
+  value?: string;
+  effect?: TaintEffect | string;
+  tolerationSeconds?: number;
+}
+
+export interface NodeSelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt' | string;
+  values?: string[];
+}
+
+export interface NodeSelectorTerm {
+  matchExpressions?: NodeSelectorRequirement[];
+  matchFields?: NodeSelectorRequirement[];
+}
+
+export interface NodeAffinity {
+  requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: NodeSelectorTerm[] };
+  preferredDuringSchedulingIgnoredDuringExecution?: { weight: number; preference: NodeSelectorTerm }[];
+}
+
+export interface PodSpec {
+  nodeName?: string;
+  schedulerName?: string;
+  nodeSelector?: Record<string, string>;
+  affinity?: { nodeAffinity?: NodeAffinity };
+  tolerations?: Toleration[];
+  containers?: Container[];
+  initContainers?: Container[];
+  overhead?: ResourceList;
+  priority?: number;
+}
+
+export interface PodCondition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+  lastProbeTime?: string | null;
+  lastTransitionTime?: string;
+}
+
+export interface Pod extends KubeObject {
+  spec?: PodSpec;
+  status?: { phase?: string; conditions?: PodCondition[] };
+}
+
+export interface Node extends KubeObject {
+  spec?: { unschedulable?: boolean; taints?: Taint[] };
+  status?: { allocatable?: ResourceList; capacity?: ResourceList };
+}
