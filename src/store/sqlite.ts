@@ -29,6 +29,14 @@ interface LogRow {
   value: string;
 }
 
+/** A write waiting for the group commit. */
+interface PendingWrite {
+  row: LogRow;
+  prevValue: string | null;
+  resolve(stored: StoredObject): void;
+  reject(err: unknown): void;
+}
+
 /** A log row joined with the value it replaced, enough to build a StoreEvent. */
 interface ChangeRow extends LogRow {
   prevValue: string | null;
@@ -59,7 +67,12 @@ export class SqliteStore implements Store {
   private readonly stopTimers = new AbortController();
 
   private readonly sql: ReturnType<typeof prepare>;
-  private readonly insert: (row: LogRow) => void;
+  private readonly insert: (rows: LogRow[]) => void;
+  /** The last revision handed out; above `rev` while a batch awaits its commit. */
+  private next: number;
+  /** Writes waiting for the group commit, and the newest of them per key. */
+  private batch: PendingWrite[] = [];
+  private readonly batchByKey = new Map<string, LogRow>();
   private readonly compactRange: (from: number, to: number) => void;
 
   private constructor(
@@ -70,9 +83,9 @@ export class SqliteStore implements Store {
     this.compacted = (this.sql.getCompacted.get() as { value: number }).value;
     const latest = (this.sql.maxRev.get() as { rev: number | null }).rev ?? 0;
     // Compaction may have removed the newest row (a delete), so the compacted mark also bounds it.
-    this.rev = Math.max(latest, this.compacted);
-    this.insert = db.transaction((row: LogRow) => {
-      this.sql.insert.run(row);
+    this.rev = this.next = Math.max(latest, this.compacted);
+    this.insert = db.transaction((rows: LogRow[]) => {
+      for (const row of rows) this.sql.insert.run(row);
     }).immediate;
     this.compactRange = db.transaction((from: number, to: number) => {
       this.sql.deleteSuperseded.run({ from, to });
@@ -135,25 +148,25 @@ export class SqliteStore implements Store {
   }
 
   async create(key: string, object: KubeObject): Promise<StoredObject> {
-    const latest = this.latest(key);
+    const latest = this.newest(key);
     if (latest && !latest.deleted) {
       throw new StoreError('exists', key, `${key} already exists`);
     }
-    const rev = this.rev + 1;
+    const rev = this.next + 1;
     const row: LogRow = { rev, key, created: rev, prev: latest?.rev ?? 0, deleted: 0, value: serialize(object) };
     return this.commit(row, null);
   }
 
   async update(key: string, object: KubeObject, expectedModRevision: number): Promise<StoredObject> {
     const latest = this.live(key, expectedModRevision);
-    const rev = this.rev + 1;
+    const rev = this.next + 1;
     const row: LogRow = { rev, key, created: latest.created, prev: latest.rev, deleted: 0, value: serialize(object) };
     return this.commit(row, latest.value);
   }
 
   async delete(key: string, expectedModRevision?: number): Promise<StoredObject> {
     const latest = this.live(key, expectedModRevision);
-    const rev = this.rev + 1;
+    const rev = this.next + 1;
     const row: LogRow = { rev, key, created: latest.created, prev: latest.rev, deleted: 1, value: latest.value };
     return this.commit(row, latest.value);
   }
@@ -246,6 +259,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.db.open) return;
+    this.flush();
     this.stopTimers.abort();
     for (const watcher of this.watchers) watcher.end();
     this.db.close();
@@ -255,9 +269,14 @@ export class SqliteStore implements Store {
     return this.sql.latest.get(key) as LogRow | undefined;
   }
 
-  /** The key's latest row, which must be live and, if asked, at `expectedModRevision`. */
+  /** The key's newest row including writes awaiting commit: what the next write builds on. */
+  private newest(key: string): LogRow | undefined {
+    return this.batchByKey.get(key) ?? this.latest(key);
+  }
+
+  /** The key's newest row, which must be live and, if asked, at `expectedModRevision`. */
   private live(key: string, expectedModRevision: number | undefined): LogRow {
-    const latest = this.latest(key);
+    const latest = this.newest(key);
     if (!latest || latest.deleted) throw new StoreError('notfound', key, `${key} not found`);
     if (expectedModRevision !== undefined && latest.rev !== expectedModRevision) {
       throw new StoreError(
@@ -270,11 +289,35 @@ export class SqliteStore implements Store {
     return latest;
   }
 
-  private commit(row: LogRow, prevValue: string | null): StoredObject {
-    this.insert(row);
-    this.rev = row.rev;
-    if (this.watchers.size > 0) this.publish({ ...row, prevValue });
-    return stored(row);
+  /**
+   * Group commit: writes made in the same turn of the event loop share one transaction, committed
+   * before the loop goes on; each write's promise settles only after that commit. Readers see only
+   * committed revisions; writers see the batch, so compare-and-swap stays exact.
+   */
+  private commit(row: LogRow, prevValue: string | null): Promise<StoredObject> {
+    this.next = row.rev;
+    this.batchByKey.set(row.key, row);
+    if (this.batch.length === 0) setImmediate(() => this.flush());
+    return new Promise((resolve, reject) => this.batch.push({ row, prevValue, resolve, reject }));
+  }
+
+  private flush(): void {
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    this.batch = [];
+    this.batchByKey.clear();
+    try {
+      this.insert(batch.map((w) => w.row));
+    } catch (err) {
+      this.next = this.rev;
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    this.rev = this.next;
+    for (const w of batch) {
+      if (this.watchers.size > 0) this.publish({ ...w.row, prevValue: w.prevValue });
+      w.resolve(stored(w.row));
+    }
   }
 
   private publish(change: ChangeRow): void {
