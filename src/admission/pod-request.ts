@@ -1,5 +1,8 @@
 import { ApiError, errors } from '../api/errors.js';
 import type { KubeObject } from '../api/types.js';
+import type { Toleration } from '../api/scheduling.js';
+
+export type { Toleration };
 import type { AdmissionRequest } from '../apiserver/admission.js';
 
 /** The parts of a Pod the admission plugins read and write; everything else is carried along untouched. */
@@ -36,14 +39,6 @@ export interface Container {
 export interface Volume {
   name: string;
   [source: string]: unknown;
-}
-
-export interface Toleration {
-  key?: string;
-  operator?: string;
-  value?: string;
-  effect?: string;
-  tolerationSeconds?: number;
 }
 
 export interface SeccompProfile {

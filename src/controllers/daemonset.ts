@@ -1,5 +1,6 @@
 import { ApiError } from '../api/errors.js';
 import { matches } from '../api/labels.js';
+import { compileTerm, termMatches, toleratesTaint, type Taint } from '../api/scheduling.js';
 import type { KubeObject } from '../api/types.js';
 import type { KubeClient } from '../client/client.js';
 import { EventRecorder } from '../client/events.js';
@@ -30,7 +31,6 @@ import {
   startInformers,
   templateHash,
   type Affinity,
-  type NodeSelectorRequirement,
   type NodeSelectorTerm,
   type Pod,
   type PodTemplate,
@@ -84,12 +84,6 @@ export interface Node extends KubeObject {
   spec?: { taints?: Taint[]; unschedulable?: boolean };
 }
 
-export interface Taint {
-  key: string;
-  value?: string;
-  effect: string;
-}
-
 export interface ControllerRevision extends KubeObject {
   data?: unknown;
   revision: number;
@@ -134,46 +128,13 @@ export function withDaemonTolerations(spec: Record<string, any>): Toleration[] {
   return tolerations;
 }
 
-export function toleratesTaint(t: Toleration, taint: Taint): boolean {
-  if (t.effect && t.effect !== taint.effect) return false;
-  if (t.key && t.key !== taint.key) return false;
-  if (t.operator === 'Exists') return true;
-  return (t.value ?? '') === (taint.value ?? '');
-}
-
 function untolerated(taints: Taint[], tolerations: Toleration[], effects: string[]): Taint | undefined {
   return taints.find((taint) => effects.includes(taint.effect) && !tolerations.some((t) => toleratesTaint(t, taint)));
 }
 
-function requirementMatches(r: NodeSelectorRequirement, value: string | undefined): boolean {
-  const has = value !== undefined;
-  switch (r.operator) {
-    case 'In':
-      return has && (r.values ?? []).includes(value!);
-    case 'NotIn':
-      return !has || !(r.values ?? []).includes(value!);
-    case 'Exists':
-      return has;
-    case 'DoesNotExist':
-      return !has;
-    case 'Gt':
-    case 'Lt': {
-      if (!has || !/^-?\d+$/.test(value!) || !/^-?\d+$/.test(r.values?.[0] ?? '')) return false;
-      const [a, b] = [BigInt(value!), BigInt(r.values![0]!)];
-      return r.operator === 'Gt' ? a > b : a < b;
-    }
-    default:
-      return false;
-  }
-}
-
 /** A NodeSelectorTerm: all its expressions and fields hold; an empty term matches nothing. */
-export function termMatches(term: NodeSelectorTerm, node: Node): boolean {
-  const exprs = term.matchExpressions ?? [];
-  const fields = term.matchFields ?? [];
-  if (exprs.length === 0 && fields.length === 0) return false;
-  const labels = node.metadata.labels ?? {};
-  return exprs.every((r) => requirementMatches(r, labels[r.key])) && fields.every((r) => r.key === 'metadata.name' && requirementMatches(r, node.metadata.name));
+export function nodeMatchesTerm(term: NodeSelectorTerm, node: Node): boolean {
+  return termMatches(compileTerm(term), node.metadata.labels, node.metadata.name ?? '');
 }
 
 function fitsNodeAffinity(spec: Record<string, any>, node: Node): boolean {
@@ -182,7 +143,7 @@ function fitsNodeAffinity(spec: Record<string, any>, node: Node): boolean {
   if (!Object.entries(selector).every(([k, v]) => labels[k] === v)) return false;
   const required = (spec.affinity as Affinity | undefined)?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
   if (!required) return true;
-  return (required.nodeSelectorTerms ?? []).some((t) => termMatches(t, node));
+  return (required.nodeSelectorTerms ?? []).some((t) => nodeMatchesTerm(t, node));
 }
 
 /**

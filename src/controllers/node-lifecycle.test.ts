@@ -9,7 +9,8 @@ import { KubeClient, isNotFound } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import { HollowNodes } from '../../test/support/hollow-nodes.js';
 import { SharedInformers } from './controller.js';
-import { NodeLifecycleController, TAINT_UNREACHABLE, TokenBucket, evictionTime, tolerates, type Taint } from './node-lifecycle.js';
+import { toleratesTaint as tolerates } from '../api/scheduling.js';
+import { NodeLifecycleController, TAINT_UNREACHABLE, TokenBucket, evictionTime, type Taint } from './node-lifecycle.js';
 
 describe('toleration arithmetic', () => {
   const unreachable: Taint = { key: TAINT_UNREACHABLE, effect: 'NoExecute' };

@@ -1,5 +1,8 @@
 import { deepEqual } from '../api/validation/field.js';
+import { toleratesTaint, type Taint, type Toleration } from '../api/scheduling.js';
 import type { KubeObject } from '../api/types.js';
+
+export type { Taint, Toleration };
 import type { KubeClient } from '../client/client.js';
 import { EventRecorder } from '../client/events.js';
 import { resource, sleep, type Informer } from '../client/informer.js';
@@ -56,21 +59,6 @@ const NODE_CONDITIONS = ['Ready', 'MemoryPressure', 'DiskPressure', 'PIDPressure
 const LABEL_REGION = 'topology.kubernetes.io/region';
 const LABEL_ZONE = 'topology.kubernetes.io/zone';
 
-export interface Taint {
-  key: string;
-  value?: string;
-  effect: string;
-  timeAdded?: string;
-}
-
-export interface Toleration {
-  key?: string;
-  operator?: string;
-  value?: string;
-  effect?: string;
-  tolerationSeconds?: number;
-}
-
 interface Condition {
   type: string;
   status: string;
@@ -89,14 +77,6 @@ export interface NodeLifecycleOptions {
   onError?: ErrorSink;
 }
 
-/** kube's ToleratesTaint. */
-export function tolerates(t: Toleration, taint: Taint): boolean {
-  if (t.effect && t.effect !== taint.effect) return false;
-  if (t.key && t.key !== taint.key) return false;
-  if (t.operator === 'Exists') return true;
-  return (t.value ?? '') === (taint.value ?? '');
-}
-
 /**
  * When a pod with `tolerations` must leave a node with `taints` (only NoExecute ones count), in
  * ms since the epoch; undefined for never. `addedAt` gives the time each taint appeared.
@@ -105,7 +85,7 @@ export function evictionTime(taints: Taint[], tolerations: Toleration[], addedAt
   let at = Infinity;
   for (const taint of taints) {
     if (taint.effect !== 'NoExecute') continue;
-    const toleration = tolerations.find((t) => tolerates(t, taint));
+    const toleration = tolerations.find((t) => toleratesTaint(t, taint));
     if (!toleration) return -Infinity;
     if (toleration.tolerationSeconds === undefined || toleration.tolerationSeconds === null) continue;
     at = Math.min(at, addedAt(taint) + Math.max(0, toleration.tolerationSeconds) * 1000);

@@ -34,24 +34,8 @@ export interface Pod extends KubeObject {
   };
 }
 
-export interface Toleration {
-  key?: string;
-  operator?: string;
-  value?: string;
-  effect?: string;
-  tolerationSeconds?: number;
-}
-
-export interface NodeSelectorRequirement {
-  key: string;
-  operator: string;
-  values?: string[];
-}
-
-export interface NodeSelectorTerm {
-  matchExpressions?: NodeSelectorRequirement[];
-  matchFields?: NodeSelectorRequirement[];
-}
+export type { NodeSelectorRequirement, NodeSelectorTerm, Toleration } from '../api/scheduling.js';
+import type { NodeSelectorTerm, Toleration } from '../api/scheduling.js';
 
 export interface Affinity {
   nodeAffinity?: {

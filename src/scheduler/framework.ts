@@ -1,6 +1,7 @@
-import { type LabelSelector, type Requirement, matches } from '../api/labels.js';
+import type { LabelSelector } from '../api/labels.js';
+import { compileTerm, termMatches as matchesTerm, type CompiledTerm } from '../api/scheduling.js';
 import { type Resources, addTo, allowedPodCount, emptyResources, fromResourceList, podRequests } from './resources.js';
-import type { Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration } from './types.js';
+import type { Node, Pod, Taint, Toleration } from './types.js';
 
 /**
  * The scheduling framework: what a plugin sees and returns.
@@ -72,14 +73,6 @@ export interface HostPort {
   port: number;
 }
 
-/** A node selector term compiled to label selectors; `names` is matchFields metadata.name. */
-export interface CompiledTerm {
-  labels: LabelSelector;
-  names?: { operator: 'In' | 'NotIn'; values: readonly string[] }[];
-  /** A term with an operator kube does not know, or no requirement at all, matches no node. */
-  matchesNothing: boolean;
-}
-
 export interface PodInfo {
   pod: Pod;
   /** The pod's uid, or namespace/name for objects without one. */
@@ -103,33 +96,11 @@ export function podKey(pod: Pod): string {
   return pod.metadata.uid ?? `${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`;
 }
 
-const KUBE_OPERATORS: Record<string, Requirement['operator']> = { In: 'in', NotIn: 'notin', Exists: 'exists', DoesNotExist: '!', Gt: 'gt', Lt: 'lt' };
+export { compileTerm, type CompiledTerm };
 
-/** nodeaffinity's NodeSelectorRequirementsAsSelector, compiled once. */
-export function compileTerm(term: NodeSelectorTerm): CompiledTerm {
-  const exprs = term.matchExpressions ?? [];
-  const fields = term.matchFields ?? [];
-  let nothing = exprs.length === 0 && fields.length === 0;
-  const requirements: Requirement[] = [];
-  for (const e of exprs) {
-    const op = KUBE_OPERATORS[e.operator];
-    if (!op) nothing = true;
-    else requirements.push({ key: e.key, operator: op, values: [...(e.values ?? [])] });
-  }
-  const names: CompiledTerm['names'] = [];
-  for (const f of fields as NodeSelectorRequirement[]) {
-    if (f.key !== 'metadata.name' || (f.operator !== 'In' && f.operator !== 'NotIn')) nothing = true;
-    else names.push({ operator: f.operator, values: f.values ?? [] });
-  }
-  return { labels: { requirements }, names: names.length ? names : undefined, matchesNothing: nothing };
-}
-
+/** Whether a node satisfies a compiled node selector term. */
 export function termMatches(term: CompiledTerm, node: NodeInfo): boolean {
-  if (term.matchesNothing || !matches(term.labels, node.labels)) return false;
-  for (const n of term.names ?? []) {
-    if (n.values.includes(node.name) !== (n.operator === 'In')) return false;
-  }
-  return true;
+  return matchesTerm(term, node.labels, node.name);
 }
 
 function hostPortsOf(pod: Pod): HostPort[] {

@@ -27,37 +27,8 @@ export interface Container {
   restartPolicy?: string;
 }
 
-export type TaintEffect = 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
-
-export interface Taint {
-  key: string;
-  value?: string;
-  effect: TaintEffect | string;
-}
-
-export interface Toleration {
-  key?: string;
-  operator?: 'Exists' | 'Equal' | string;
-  value?: string;
-  effect?: TaintEffect | string;
-  tolerationSeconds?: number;
-}
-
-export interface NodeSelectorRequirement {
-  key: string;
-  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt' | string;
-  values?: string[];
-}
-
-export interface NodeSelectorTerm {
-  matchExpressions?: NodeSelectorRequirement[];
-  matchFields?: NodeSelectorRequirement[];
-}
-
-export interface NodeAffinity {
-  requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: NodeSelectorTerm[] };
-  preferredDuringSchedulingIgnoredDuringExecution?: { weight: number; preference: NodeSelectorTerm }[];
-}
+export type { NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm, Taint, TaintEffect, Toleration } from '../api/scheduling.js';
+import type { NodeAffinity, Taint, Toleration } from '../api/scheduling.js';
 
 export interface PodSpec {
   nodeName?: string;

@@ -1,6 +1,6 @@
 import { type NodeInfo, type Plugin, type PodInfo, unresolvable } from '../framework.js';
 import type { Taint } from '../types.js';
-import { isTolerated } from './taint-toleration.js';
+import { isTolerated } from '../../api/scheduling.js';
 
 export const NODE_UNSCHEDULABLE_REASON = 'node(s) were unschedulable';
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { testNode, testPod } from '../testing.js';
-import { taintToleration, toleratesTaint } from './taint-toleration.js';
+import { toleratesTaint } from '../../api/scheduling.js';
+import { taintToleration } from './taint-toleration.js';
 
 describe('toleratesTaint', () => {
   const taint = { key: 'dedicated', value: 'edge', effect: 'NoSchedule' };

@@ -1,24 +1,5 @@
 import { type NodeInfo, type Plugin, type PodInfo, defaultNormalizeScore, unresolvable } from '../framework.js';
-import type { Taint, Toleration } from '../types.js';
-
-/** v1.Toleration.ToleratesTaint: an empty key with Exists tolerates every key; an empty effect every effect. */
-export function toleratesTaint(t: Toleration, taint: Taint): boolean {
-  if (t.effect && t.effect !== taint.effect) return false;
-  if (t.key && t.key !== taint.key) return false;
-  switch (t.operator ?? 'Equal') {
-    case 'Exists':
-      return true;
-    case 'Equal':
-    case '':
-      return (t.value ?? '') === (taint.value ?? '');
-    default:
-      return false;
-  }
-}
-
-export function isTolerated(tolerations: readonly Toleration[], taint: Taint): boolean {
-  return tolerations.some((t) => toleratesTaint(t, taint));
-}
+import { isTolerated, type Taint } from '../../api/scheduling.js';
 
 export function untoleratedTaintReason(taint: Taint): string {
   return `node(s) had untolerated taint {${taint.key}: ${taint.value ?? ''}}`;
