@@ -1,8 +1,11 @@
+import { setMaxListeners } from 'node:events';
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { DEFAULT_PORT } from '../apiserver/server.js';
 import { ControlPlane } from '../controlplane/index.js';
-import { CONTROLLER_NAMES, type ControllerName } from '../controllers/manager.js';
+import { KubeClient } from '../client/client.js';
+import { defaultErrorSink } from '../controllers/controller.js';
+import { CONTROLLER_NAMES, runControllers, type ControllerName } from '../controllers/manager.js';
 import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
 
 const program = new Command('atoll')
@@ -51,6 +54,36 @@ program
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+  });
+
+program
+  .command('controller')
+  .description('Run the controller manager alone against a Kubernetes API (Atoll or real Kubernetes).')
+  .requiredOption('--kubeconfig <file>', 'kubeconfig of the cluster to manage (its current context is used)')
+  .option('--controllers <names>', `comma-separated controllers to run (${CONTROLLER_NAMES.join(', ')})`, CONTROLLER_NAMES.join(','))
+  .option('--node-monitor-grace-period <seconds>', 'how long a node may stay silent before it is marked unreachable', '50')
+  .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
+  .action(async (raw: Record<string, unknown>, cmd: Command) => {
+    const flags = withConfigFile(raw, ['kubeconfig', 'controllers', 'node-monitor-grace-period'], (name) => cmd.getOptionValueSource(name) === 'cli');
+    const controllers = parseList(String(flags.controllers), '--controllers', CONTROLLER_NAMES) as ControllerName[];
+    const grace = parseSeconds(String(flags.nodeMonitorGracePeriod), '--node-monitor-grace-period');
+    let client: KubeClient;
+    try {
+      client = KubeClient.fromKubeconfig(resolve(String(flags.kubeconfig)), 'atoll-controller');
+    } catch (err) {
+      throw new UsageError(`--kubeconfig ${flags.kubeconfig}: ${(err as Error).message.split('\n')[0]}; pass a readable kubeconfig`);
+    }
+    // Fail at once on a wrong server or credentials rather than retrying in the background.
+    await client.json('GET', '/version').catch((err: Error) => {
+      throw new UsageError(`--kubeconfig ${flags.kubeconfig}: cannot reach the API server: ${err.message}`);
+    });
+    const stop = new AbortController();
+    setMaxListeners(0, stop.signal);
+    process.once('SIGINT', () => stop.abort());
+    process.once('SIGTERM', () => stop.abort());
+    console.log(`atoll controller: running ${controllers.join(', ')}`);
+    await runControllers(client, { signal: stop.signal, controllers, nodeMonitorGracePeriodSeconds: grace, onError: defaultErrorSink });
+    client.close();
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AppsV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { eventually, kubectl, startServer, type Kubectl, type ServerProcess } from './harness.js';
+import { ROOT, eventually, kubectl, startServer, type Kubectl, type ServerProcess } from './harness.js';
 
 interface Rs {
   metadata: { name: string; annotations?: Record<string, string>; ownerReferences?: { kind: string }[] };
@@ -92,4 +94,50 @@ describe('control plane: workloads and garbage collection through real clients',
       }
     });
   }
+});
+
+describe('atoll controller: the controller manager as its own process', () => {
+  let server: ServerProcess;
+  let k: Kubectl;
+  const children: ReturnType<typeof spawn>[] = [];
+
+  before(async () => {
+    server = await startServer(['--disable-controllers', '--disable-scheduler']);
+    k = await kubectl(server.kubeconfig);
+  });
+  after(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await k?.cleanup();
+    await server?.stop();
+  });
+
+  const atoll = (...args: string[]) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'atoll'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    return { child, output: () => output, exited: new Promise<number>((r) => child.once('exit', (code) => r(code ?? 1))) };
+  };
+
+  it('manages workloads of a server that runs no controllers', async () => {
+    await k('create', 'deployment', 'remote', '--image=busybox', '--replicas=2');
+    // Nothing creates pods yet.
+    assert.equal((await k('get', 'rs', '-o', 'name')).trim(), '');
+    const proc = atoll('controller', '--kubeconfig', server.kubeconfig, '--controllers', 'deployment,replicaset');
+    await eventually(async () => (await k('get', 'pods', '-l', 'app=remote', '-o', 'name')).trim().split('\n').filter(Boolean).length === 2, 30_000, 'pods from the separate controller').catch((err: Error) => {
+      throw new Error(`${err.message}; atoll controller said: ${proc.output()}`);
+    });
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0, proc.output());
+  });
+
+  it('names the flag when the kubeconfig is wrong', async () => {
+    const missing = atoll('controller', '--kubeconfig', '/nonexistent/kubeconfig');
+    assert.equal(await missing.exited, 2);
+    assert.match(missing.output(), /--kubeconfig \/nonexistent\/kubeconfig: .*pass a readable kubeconfig/);
+    const bad = atoll('controller', '--kubeconfig', server.kubeconfig, '--controllers', 'replicaset,bogus');
+    assert.equal(await bad.exited, 2);
+    assert.match(bad.output(), /--controllers: unknown "bogus"; choose from/);
+  });
 });
