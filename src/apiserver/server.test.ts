@@ -259,6 +259,18 @@ describe('atoll API server', () => {
       assert.equal((await api.request('GET', '/api/v1/namespaces/doomed')).status, 404);
     });
 
+    it('sets a new pod Pending with its QoS class, comparing quantities by value', async () => {
+      const pods = '/api/v1/namespaces/default/pods';
+      const pod = (name: string, resources: object) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name }, spec: { containers: [{ name: 'c', image: 'i', resources }] } });
+      const qos = async (name: string, resources: object) => {
+        const r = await api.request('POST', pods, { body: pod(name, resources) });
+        return r.json<{ status: { phase: string; qosClass: string } }>().status;
+      };
+      assert.deepEqual(await qos('q-guaranteed', { requests: { cpu: '1', memory: '1Gi' }, limits: { cpu: '1000m', memory: '1024Mi' } }), { phase: 'Pending', qosClass: 'Guaranteed' });
+      assert.equal((await qos('q-burstable', { requests: { cpu: '500m' }, limits: { cpu: '1', memory: '1Gi' } })).qosClass, 'Burstable');
+      assert.equal((await qos('q-besteffort', {})).qosClass, 'BestEffort');
+    });
+
     it('checks delete preconditions', async () => {
       const c = (await api.request('POST', CMS, { body: cm('pre') })).json<{ metadata: { uid: string } }>();
       const wrong = await api.request('DELETE', `${CMS}/pre`, { body: { preconditions: { uid: 'nope' } } });

@@ -1,4 +1,5 @@
 import type { ResourceDef } from '../api/resources.js';
+import { compare, tryParseQuantity } from '../api/quantity.js';
 import type { KubeObject } from '../api/types.js';
 
 /**
@@ -22,18 +23,30 @@ export interface Strategy {
 
 type NamespaceSpec = { finalizers?: string[] } | undefined;
 
+interface ContainerResources {
+  resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
+}
+
+function sameQuantity(a: string | number, b: string | number): boolean {
+  const qa = tryParseQuantity(a);
+  const qb = tryParseQuantity(b);
+  return qa !== undefined && qb !== undefined && compare(qa, qb) === 0;
+}
+
+/** kube's GetPodQOS: Guaranteed when every container limits cpu and memory at its requests. */
 function podQosClass(pod: KubeObject): string {
-  const spec = (pod.spec ?? {}) as { containers?: { resources?: { requests?: Record<string, string>; limits?: Record<string, string> } }[]; initContainers?: unknown[] };
-  const containers = [...(spec.containers ?? []), ...((spec.initContainers ?? []) as typeof spec.containers & object)];
+  const spec = (pod.spec ?? {}) as { containers?: ContainerResources[]; initContainers?: ContainerResources[] };
+  const containers = [...(spec.containers ?? []), ...(spec.initContainers ?? [])];
   let anySet = false;
   let guaranteed = true;
   for (const c of containers) {
-    const req = c.resources?.requests ?? {};
-    const lim = c.resources?.limits ?? {};
-    if (Object.keys(req).length || Object.keys(lim).length) anySet = true;
+    const requests = c.resources?.requests ?? {};
+    const limits = c.resources?.limits ?? {};
+    if (Object.keys(requests).length || Object.keys(limits).length) anySet = true;
     for (const r of ['cpu', 'memory']) {
-      if (lim[r] === undefined) guaranteed = false;
-      else if (req[r] !== undefined && req[r] !== lim[r]) guaranteed = false;
+      const limit = limits[r];
+      const request = requests[r];
+      if (limit === undefined || (request !== undefined && !sameQuantity(request, limit))) guaranteed = false;
     }
   }
   if (!anySet) return 'BestEffort';
