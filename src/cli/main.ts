@@ -6,6 +6,8 @@ import { ControlPlane } from '../controlplane/index.js';
 import { KubeClient } from '../client/client.js';
 import { defaultErrorSink } from '../controllers/controller.js';
 import { CONTROLLER_NAMES, runControllers, type ControllerName } from '../controllers/manager.js';
+import { DEFAULT_LOG_ROOT, DEFAULT_ROOT, DEFAULT_RUN_DIR, DEFAULT_SOCKET, NodeRuntime } from '../runtime/node-runtime.js';
+import { DEFAULT_BRIDGE, DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
 import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
 
 const program = new Command('atoll')
@@ -84,6 +86,41 @@ program
     console.log(`atoll controller: running ${controllers.join(', ')}`);
     await runControllers(client, { signal: stop.signal, controllers, nodeMonitorGracePeriodSeconds: grace, onError: defaultErrorSink });
     client.close();
+  });
+
+program
+  .command('runtime')
+  .description('Run the node\'s CRI runtime (runc handler, overlay snapshots, bridge network) on a unix socket, for crictl, a kubelet or the Atoll node agent.')
+  .option('--socket <path>', 'unix socket to serve CRI v1 on', DEFAULT_SOCKET)
+  .option('--root <dir>', 'persistent state: images, snapshots, sandbox and container records', DEFAULT_ROOT)
+  .option('--run-dir <dir>', 'volatile state: namespace files, rootfs mounts', DEFAULT_RUN_DIR)
+  .option('--log-root <dir>', 'pod log directories must lie inside it', DEFAULT_LOG_ROOT)
+  .option('--pod-cidr <cidr>', 'the node\'s pod address range, served by the bridge', DEFAULT_POD_SUBNET)
+  .option('--bridge <name>', 'name of the pod bridge', DEFAULT_BRIDGE)
+  .option('--registries <file>', 'registries.yaml with mirrors, rewrites, auth and TLS per registry')
+  .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
+  .action(async (raw: Record<string, unknown>, cmd: Command) => {
+    const keys = ['socket', 'root', 'run-dir', 'log-root', 'pod-cidr', 'bridge', 'registries'];
+    const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
+    const podCidr = String(flags.podCidr);
+    if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(podCidr)) throw new UsageError(`--pod-cidr ${podCidr}: not an IPv4 CIDR; give one like 10.88.0.0/16`);
+    const runtime = await NodeRuntime.start({
+      socket: String(flags.socket),
+      root: resolve(String(flags.root)),
+      runDir: resolve(String(flags.runDir)),
+      logRoot: resolve(String(flags.logRoot)),
+      registriesFile: flags.registries ? resolve(String(flags.registries)) : undefined,
+      network: { subnet: podCidr, bridge: String(flags.bridge) },
+    }).catch((err: Error) => {
+      throw new UsageError(`cannot start the runtime: ${err.message}`);
+    });
+    console.log(`atoll runtime: serving CRI v1 on ${runtime.socketPath}`);
+    const stop = async () => {
+      await runtime.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
   });
 
 program.parseAsync().catch((err: unknown) => {

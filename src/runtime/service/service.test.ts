@@ -7,14 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { buildTestImage } from '../../../test/support/images.js';
 import { freePort, pushImage, startRegistry, type TestRegistry } from '../../../test/support/registry.js';
 import { cgroupAt, childCgroups, removeCgroup } from '../cgroups.js';
-import { CriCode, criClient, isGrpcError, serveCri, type ContainerConfig, type CriClient, type CriServer, type PodSandboxConfig } from '../cri/index.js';
-import { ImageStore } from '../images/store.js';
-import { BridgeNetwork } from '../network/index.js';
+import { CriCode, criClient, isGrpcError, type ContainerConfig, type CriClient, type PodSandboxConfig } from '../cri/index.js';
 import { ipJson, type IpLink } from '../network/ip.js';
-import { RuncHandler } from '../runc/handler.js';
 import { createNamespaces, execInNetns, listNamespaces, mountPoints, removeNamespaces, unmountNamespaceDirs, type SandboxNamespaces } from '../sandbox/namespaces.js';
-import { OverlaySnapshotter } from '../snapshots/overlay.js';
-import { RuntimeService } from './service.js';
+import { NodeRuntime } from '../node-runtime.js';
 
 const SUBNET = '10.197.0.0/24';
 const HTTP_PORT = 8080;
@@ -22,13 +18,7 @@ const LOG_WAIT_MS = 10_000;
 const POLL_MS = 100;
 
 /** One running instance of the runtime over a fixed set of directories; open() again to restart. */
-interface Instance {
-  service: RuntimeService;
-  server: CriServer;
-  handler: RuncHandler;
-  snapshotter: OverlaySnapshotter;
-  network: BridgeNetwork;
-}
+type Instance = NodeRuntime;
 
 async function expectCode(promise: Promise<unknown>, code: CriCode, pattern?: RegExp): Promise<string> {
   try {
@@ -77,30 +67,16 @@ describe('RuntimeService over the CRI socket', () => {
   let instance: Instance | undefined;
   let client: CriClient;
 
-  async function open(): Promise<Instance> {
-    const snapshotter = new OverlaySnapshotter(join(tmp, 'snapshots'));
-    const handler = new RuncHandler(join(tmp, 'runc'), { cgroupParent, log: () => undefined });
-    const network = new BridgeNetwork({ stateDir: join(tmp, 'network'), bridge: `atl-s${suffix}`, subnet: SUBNET, mtu: 1400, hostNetns: node!.net, ipForward: true });
-    const images = new ImageStore(join(tmp, 'images'), { snapshots: snapshotter.root });
-    const service = await RuntimeService.open({
-      root: join(tmp, 'state'),
+  function open(): Promise<Instance> {
+    return NodeRuntime.start({
+      socket,
+      root: tmp,
       runDir,
       logRoot,
-      handlers: { runc: handler },
-      network,
-      snapshotter,
-      images,
+      cgroupParent,
+      network: { bridge: `atl-s${suffix}`, subnet: SUBNET, mtu: 1400, hostNetns: node!.net, ipForward: true },
       log: () => undefined,
     });
-    const server = await serveCri(socket, service.implementation(), { log: () => undefined });
-    return { service, server, handler, snapshotter, network };
-  }
-
-  async function shut(i: Instance): Promise<void> {
-    await i.server.close();
-    await i.service.close();
-    await i.handler.close();
-    await i.snapshotter.close();
   }
 
   function sandboxConfig(name: string, extra: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
@@ -140,7 +116,7 @@ describe('RuntimeService over the CRI socket', () => {
       const call = { method: 'cleanup', signal: new AbortController().signal, metadata: undefined as never };
       const list = await impl.ListPodSandbox!({ filter: null }, call);
       for (const s of (await list).items ?? []) await impl.RemovePodSandbox!({ pod_sandbox_id: s.id! }, call);
-      await shut(instance).catch(() => undefined);
+      await instance.close().catch(() => undefined);
       await instance.network.destroy().catch(() => undefined);
     }
     for (const pid of await conmonsUnder(tmp)) process.kill(pid, 'SIGKILL');
@@ -255,7 +231,7 @@ describe('RuntimeService over the CRI socket', () => {
     await client.StartContainer({ container_id: quitter });
 
     // Restart: the old instance lets go of everything, a new one adopts the running containers.
-    await shut(instance!);
+    await instance!.close();
     instance = undefined;
     await writeFile(join(runDir, 'rootfs', quitter, 'tmp', 'go'), '');
     await until('the quitter to exit', async () => ((await readFile(join(tmp, 'runc', 'exits', quitter)).catch(() => undefined)) ? true : undefined));
