@@ -3,7 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { ApiError } from '../api/errors.js';
 import type { KubeObject } from '../api/types.js';
 import { serviceAccount, tokenVolume, TOKEN_MOUNT_PATH } from './service-account.js';
-import { eventually, pod, podRequest, startTestServer, type TestServer } from './testing.js';
+import { waitFor } from '../../test/support/wait.js';
+import { pod, podRequest, startTestServer, type TestServer } from './testing.js';
 
 const accounts: Record<string, KubeObject> = {
   'default/default': { metadata: { name: 'default', namespace: 'default' } },
@@ -118,17 +119,17 @@ describe('ServiceAccount admission', () => {
         assert.ok(await get(`/api/v1/namespaces/${ns}/serviceaccounts/default`), ns);
       }
       assert.equal((await t.api.request('POST', '/api/v1/namespaces', { body: { metadata: { name: 'team' } } })).status, 201);
-      await eventually(() => get('/api/v1/namespaces/team/serviceaccounts/default'), 'the default account');
-      const cm = await eventually(() => get('/api/v1/namespaces/team/configmaps/kube-root-ca.crt'), 'the CA ConfigMap');
+      await waitFor('the default account', () => get('/api/v1/namespaces/team/serviceaccounts/default'));
+      const cm = await waitFor('the CA ConfigMap', () => get('/api/v1/namespaces/team/configmaps/kube-root-ca.crt'));
       assert.equal(cm.data['ca.crt'], t.server.admin.caPem);
 
       assert.equal((await t.api.request('DELETE', '/api/v1/namespaces/team/configmaps/kube-root-ca.crt')).status, 200);
-      await eventually(() => get('/api/v1/namespaces/team/configmaps/kube-root-ca.crt'), 'the recreated ConfigMap');
+      await waitFor('the recreated ConfigMap', () => get('/api/v1/namespaces/team/configmaps/kube-root-ca.crt'));
       const edited = await t.api.request('PATCH', '/api/v1/namespaces/team/configmaps/kube-root-ca.crt', { body: { data: { 'ca.crt': 'bogus' } }, contentType: 'application/merge-patch+json' });
       assert.equal(edited.status, 200);
-      await eventually(async () => (await get('/api/v1/namespaces/team/configmaps/kube-root-ca.crt'))?.data['ca.crt'] === t.server.admin.caPem, 'the CA restored');
+      await waitFor('the CA restored', async () => (await get('/api/v1/namespaces/team/configmaps/kube-root-ca.crt'))?.data['ca.crt'] === t.server.admin.caPem);
       assert.equal((await t.api.request('DELETE', '/api/v1/namespaces/team/serviceaccounts/default')).status, 200);
-      await eventually(() => get('/api/v1/namespaces/team/serviceaccounts/default'), 'the recreated account');
+      await waitFor('the recreated account', () => get('/api/v1/namespaces/team/serviceaccounts/default'));
     });
 
     it('injects the token volume into created pods and refuses unknown accounts', async () => {
@@ -168,7 +169,7 @@ describe('ServiceAccount admission', () => {
 
       assert.equal((await t.api.request('GET', '/api/v1/namespaces/default/pods', { token: tr.status.token + 'x' })).status, 401);
       assert.equal((await t.api.request('DELETE', '/api/v1/namespaces/default/serviceaccounts/robot')).status, 200);
-      await eventually(async () => (await t.api.request('GET', '/api/v1/namespaces/default/pods', { token: tr.status.token })).status === 401, 'the token revoked');
+      await waitFor('the token revoked', async () => (await t.api.request('GET', '/api/v1/namespaces/default/pods', { token: tr.status.token })).status === 401);
     });
 
     it('binds tokens to pods and validates TokenRequests', async () => {
@@ -181,9 +182,9 @@ describe('ServiceAccount admission', () => {
       const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
       assert.deepEqual(claims['kubernetes.io'].pod, { name: 'holder', uid });
       assert.equal(claims.exp - claims.iat, 3600);
-      await eventually(async () => (await t.api.request('GET', '/api/v1/namespaces/default/pods', { token })).status === 403, 'the bound token to authenticate');
+      await waitFor('the bound token to authenticate', async () => (await t.api.request('GET', '/api/v1/namespaces/default/pods', { token })).status === 403);
       assert.equal((await t.api.request('DELETE', '/api/v1/namespaces/default/pods/holder')).status, 200);
-      await eventually(async () => (await t.api.request('GET', '/api/v1/namespaces/default/pods', { token })).status === 401, 'the bound token revoked');
+      await waitFor('the bound token revoked', async () => (await t.api.request('GET', '/api/v1/namespaces/default/pods', { token })).status === 401);
 
       const short = await t.api.request('POST', path, { body: { spec: { expirationSeconds: 599 } } });
       assert.equal(short.status, 422);

@@ -29,17 +29,6 @@ export async function startTestServer(options: Partial<ApiServerOptions> = {}): 
   };
 }
 
-/** Polls `probe` until it returns something truthy, or fails after `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** A pod admission request as storage builds it, for plugin unit tests without a server. */
 export function podRequest(pod: KubeObject, operation: AdmissionRequest['operation'] = 'CREATE', extra: Partial<AdmissionRequest> = {}): AdmissionRequest {
   return {

@@ -9,25 +9,10 @@ import { KubeClient, isNotFound } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import { SharedInformers } from './controller.js';
 import { ENDPOINTSLICE_CONTROLLER, EndpointsController, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, resolvePort } from './endpoints.js';
+import { waitFor } from '../../test/support/wait.js';
 
-const WAIT_MS = 15_000;
-const POLL_MS = 100;
 const SETTLE_MS = 1000;
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
 
 interface Address {
   ip: string;

@@ -8,17 +8,9 @@ import { KubeClient, isNotFound } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import type { Controller, SharedInformers } from './controller.js';
 import { runControllers } from './manager.js';
+import { waitFor } from '../../test/support/wait.js';
 
-const WAIT_MS = 15_000;
-const POLL_MS = 100;
 
-async function waitFor(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
 
 describe('runControllers', () => {
   let dir: string;

@@ -9,20 +9,10 @@ import { KubeClient, isNotFound, type Resource } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import { SharedInformers } from './controller.js';
 import { NamespaceController } from './namespace.js';
+import { waitFor } from '../../test/support/wait.js';
 
-const WAIT_MS = 15_000;
-const POLL_MS = 100;
 const SETTLE_MS = 1500;
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
 
 describe('namespace controller', () => {
   let dir: string;

@@ -11,6 +11,7 @@ import { HollowNodes } from '../../test/support/hollow-nodes.js';
 import { SharedInformers } from './controller.js';
 import { toleratesTaint as tolerates } from '../api/scheduling.js';
 import { NodeLifecycleController, TAINT_UNREACHABLE, TokenBucket, evictionTime, type Taint } from './node-lifecycle.js';
+import { waitFor } from '../../test/support/wait.js';
 
 describe('toleration arithmetic', () => {
   const unreachable: Taint = { key: TAINT_UNREACHABLE, effect: 'NoExecute' };
@@ -51,18 +52,7 @@ describe('toleration arithmetic', () => {
 });
 
 const GRACE_S = 3;
-const WAIT_MS = 20_000;
-const POLL_MS = 100;
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
 
 describe('node lifecycle controller', () => {
   let dir: string;

@@ -5,6 +5,7 @@ import { ApiServer } from '../apiserver/server.js';
 import { KubeClient, isNotFound } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import type { WorkloadController, Pod } from './workload-util.js';
+import { waitFor } from '../../test/support/wait.js';
 
 /**
  * Test support for the workload controllers: an in-process API server with an admin client, and a
@@ -12,7 +13,6 @@ import type { WorkloadController, Pod } from './workload-util.js';
  */
 
 export const PODS = resource('pods');
-export const POLL_MS = 50;
 export const WAIT_MS = 20_000;
 
 export interface Cluster {
@@ -48,19 +48,8 @@ export async function startCluster(): Promise<Cluster> {
 }
 
 /** Polls until `check` returns a truthy value. */
-export async function eventually<T>(check: () => Promise<T | undefined | false | null>, what: string, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
+export function eventually<T>(check: () => Promise<T | undefined | false | null>, what: string, timeoutMs = WAIT_MS): Promise<T> {
+  return waitFor(what, check, timeoutMs);
 }
 
 export async function listPods(client: KubeClient, namespace: string, labelSelector?: string): Promise<Pod[]> {
