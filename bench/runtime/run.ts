@@ -156,6 +156,7 @@ async function ensureContainerd(): Promise<boolean> {
   const have = async (cmd: string) => run('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);
   if ((await have('containerd')) && (await have('ctr')) && (await have('containerd-shim-runc-v2')) && existsSync(join(CNI_BIN, 'bridge')) && existsSync(join(CNI_BIN, 'host-local'))) return false;
   log('installing containerd and containernetworking-plugins with apt-get');
+  await run('apt-get', ['update', '-qq'], { maxBuffer: 64 << 20 });
   await run('apt-get', ['install', '-y', '--no-install-recommends', 'containerd', 'containernetworking-plugins'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, maxBuffer: 64 << 20 });
   return true;
 }
@@ -614,7 +615,7 @@ async function main(): Promise<void> {
   }
   if (atoll) console.log(`atoll host memory per extra pod: ${fmt(atoll.perPodMiB, 2)} MiB (target <= 2 MiB) ${atoll.perPodMiB <= 2 ? 'PASS' : 'FAIL'}`);
   if (atoll && runc) console.log(`atoll p50 / runc floor p50: ${fmt(atoll.p50Ms / runc.p50Ms, 2)}x`);
-  if (installed) console.log('note: installed containerd + containernetworking-plugins with apt-get (add them to scripts/deps)');
+  if (installed) console.log('note: installed containerd + containernetworking-plugins with apt-get');
   console.log(
     JSON.stringify({
       bench: 'runtime',
