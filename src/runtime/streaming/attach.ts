@@ -1,0 +1,97 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { TerminalSize } from './protocol.js';
+import type { StreamSession } from './runtime.js';
+
+/** conmon's control-FIFO event for a terminal resize (config.h WIN_RESIZE_EVENT): "1 <rows> <cols>\n". */
+const WIN_RESIZE_EVENT = 1;
+/** conmon's STDIO_BUF_SIZE plus the stream byte that starts every message on the attach socket. */
+const ATTACH_MESSAGE_BYTES = 8192 + 1;
+const PYTHON = 'python3';
+
+/**
+ * The relay between conmon's attach socket and plain pipes. The socket is SOCK_SEQPACKET, which
+ * Node's net module cannot open, so a small Python process holds it: each message's first byte names
+ * the stream (2 stdout, 3 stderr); the relay writes stdout to fd 1 and stderr to fd 3. With stdin it
+ * sends fd 0 to the socket raw (conmon copies it to the container's stdin) and shuts the socket's
+ * write side down at EOF; without, it never writes, since conmon takes EOF as the client leaving.
+ * Errors go to fd 2.
+ */
+const RELAY = `
+import os, select, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+size = int(sys.argv[2])
+watch = [s, 0] if sys.argv[3] == 'stdin' else [s]
+while True:
+    ready, _, _ = select.select(watch, [], [])
+    if s in ready:
+        msg = s.recv(size)
+        if not msg:
+            break
+        fd = {2: 1, 3: 3}.get(msg[0])
+        if fd is not None and len(msg) > 1:
+            os.write(fd, msg[1:])
+    if 0 in ready:
+        data = os.read(0, size - 1)
+        if data:
+            s.sendall(data)
+        else:
+            watch.remove(0)
+            s.shutdown(socket.SHUT_WR)
+`;
+
+export interface ConmonAttachOptions {
+  /** conmon's attach socket: <socket dir>/<cuuid>/attach. */
+  socketPath: string;
+  /** conmon's control FIFO in the container's persist dir; resizes go here. */
+  ctlPath: string;
+  stdin: boolean;
+  tty: boolean;
+  /** The container's exit code once the attached streams ended; 0 (Success) when absent or still running. */
+  exitCode?: () => Promise<number | undefined>;
+}
+
+/**
+ * Attaches to a conmon-run container's main process: its output from now on (conmon keeps no
+ * backlog), its stdin when the container was created with stdin open, and tty resizes. Ending the
+ * session (`kill`) detaches; the container keeps running.
+ */
+export function conmonAttach(options: ConmonAttachOptions): Promise<StreamSession> {
+  const relay = spawn(PYTHON, ['-c', RELAY, options.socketPath, String(ATTACH_MESSAGE_BYTES), options.stdin ? 'stdin' : 'no-stdin'], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let errors = '';
+    relay.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    relay.on('error', (err) => reject(new Error(`attach relay (${PYTHON}): ${err.message}`)));
+    relay.on('spawn', () => {
+      const exited = new Promise<number>((done, fail) => {
+        relay.on('close', (code, signal) => {
+          if (code !== 0 && signal === null) return fail(new Error(`attach to ${options.socketPath}: ${errors.trim().split('\n').pop() ?? `relay exited with ${code}`}`));
+          done((options.exitCode ? options.exitCode() : Promise.resolve(undefined)).then((exit) => exit ?? 0));
+        });
+      });
+      relay.stdin.on('error', () => undefined);
+      resolve({
+        stdin: options.stdin ? relay.stdin : null,
+        stdout: relay.stdout,
+        stderr: options.tty ? null : (relay.stdio[3] as Readable),
+        exited,
+        kill: () => void relay.kill('SIGTERM'),
+        resize: options.tty ? (size: TerminalSize) => void resizeTerminal(options.ctlPath, size) : undefined,
+      });
+    });
+  });
+}
+
+async function resizeTerminal(ctlPath: string, size: TerminalSize): Promise<void> {
+  const handle = await open(ctlPath, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+  if (!handle) return;
+  try {
+    await handle.write(`${WIN_RESIZE_EVENT} ${size.height} ${size.width}\n`);
+  } finally {
+    await handle.close();
+  }
+}
+
