@@ -24,6 +24,8 @@ export interface NodeRuntimeOptions {
   registriesFile?: string;
   network?: Omit<BridgeNetworkOptions, 'stateDir'>;
   cgroupParent?: string;
+  /** Where the CRI streaming server (exec, port-forward) listens; default 127.0.0.1, any free port. */
+  streaming?: { address?: string; port?: number };
   log?: (line: string) => void;
 }
 
@@ -58,6 +60,7 @@ export class NodeRuntime {
         network,
         snapshotter,
         images,
+        streaming: opts.streaming ?? {},
         log,
       });
       const server = await serveCri(opts.socket ?? DEFAULT_SOCKET, service.implementation(), { log });

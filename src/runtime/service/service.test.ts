@@ -11,6 +11,7 @@ import { CriCode, criClient, isGrpcError, type ContainerConfig, type CriClient, 
 import { ipJson, type IpLink } from '../network/ip.js';
 import { createNamespaces, execInNetns, listNamespaces, mountPoints, removeNamespaces, unmountNamespaceDirs, type SandboxNamespaces } from '../sandbox/namespaces.js';
 import { NodeRuntime } from '../node-runtime.js';
+import { channelStatus, channelText, openChannelSession } from '../streaming/index.js';
 
 const SUBNET = '10.197.0.0/24';
 const HTTP_PORT = 8080;
@@ -200,6 +201,13 @@ describe('RuntimeService over the CRI socket', () => {
     assert.equal(exec.exit_code, 3);
     assert.equal(exec.stdout.toString(), 'web\n');
     assert.equal(exec.stderr.toString(), 'err\n');
+    // The same through the streaming server: Exec answers a URL, the WebSocket carries the streams.
+    const { url } = await client.Exec({ container_id: printer, cmd: ['sh', '-c', 'echo streamed; echo oops >&2; exit 4'], stdout: true, stderr: true });
+    const session = await openChannelSession(url);
+    await session.closed;
+    assert.equal(channelText(session, 1), 'streamed\n');
+    assert.equal(channelText(session, 2), 'oops\n');
+    assert.deepEqual(channelStatus(session).details?.causes, [{ reason: 'ExitCode', message: '4' }]);
     const resolv = await client.ExecSync({ container_id: printer, cmd: ['cat', '/etc/resolv.conf'], timeout: 10 });
     assert.match(resolv.stdout.toString(), /nameserver 10\.197\.0\.10/);
 
@@ -333,8 +341,9 @@ describe('RuntimeService over the CRI socket', () => {
     await expectCode(client.RunPodSandbox({ config: sandboxConfig('relative', { log_directory: 'pods/x' }) }), CriCode.INVALID_ARGUMENT, /absolute/);
   });
 
-  it('answers UNIMPLEMENTED for the streaming calls', async () => {
-    await expectCode(client.Exec({ container_id: 'x', cmd: ['sh'] }), CriCode.UNIMPLEMENTED, /streaming/);
+  it('answers precisely for streaming calls it cannot serve', async () => {
+    await expectCode(client.Exec({ container_id: 'x', cmd: ['sh'] }), CriCode.NOT_FOUND);
+    await expectCode(client.Attach({ container_id: 'x', stdout: true }), CriCode.UNIMPLEMENTED, /Attach/);
   });
 
   it('leaves nothing behind', async () => {

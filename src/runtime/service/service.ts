@@ -29,6 +29,7 @@ import { isMountPoint, mountAll, unmount } from '../snapshots/mount.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import { unpackLayers } from '../snapshots/unpack.js';
 import { toCriError } from './errors.js';
+import { StreamingServer } from '../streaming/index.js';
 import {
   RecordDir,
   validateContainerRecord,
@@ -58,6 +59,8 @@ export interface RuntimeServiceOptions {
   network: Network;
   snapshotter: Snapshotter;
   images: ImageStore;
+  /** Serve Exec and PortForward URLs from a streaming server on this address (default 127.0.0.1, any port). */
+  streaming?: { address?: string; port?: number };
   log?: (line: string) => void;
 }
 
@@ -123,6 +126,7 @@ export class RuntimeService {
   private readonly sandboxNames = new Map<string, string>();
   private readonly containerNames = new Map<string, string>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  private streaming: StreamingServer | undefined;
   private readonly sandboxRecords: RecordDir<SandboxRecord>;
   private readonly containerRecords: RecordDir<ContainerRecord>;
   private readonly log: (line: string) => void;
@@ -139,12 +143,29 @@ export class RuntimeService {
   static async open(options: RuntimeServiceOptions): Promise<RuntimeService> {
     const service = new RuntimeService(options);
     await service.recover();
+    if (options.streaming) {
+      const streaming = new StreamingServer({
+        exec: (id, cmd, o) => {
+          const r = service.container(id);
+          return service.handlerOf(r.runtimeHandler).exec(r.id, cmd, o);
+        },
+        podNetns: async (id) => service.namespacesOf(service.sandbox(id).id).net,
+      });
+      await streaming.start(options.streaming);
+      service.streaming = streaming;
+    }
     return service;
   }
 
   /** Stops nothing that runs: containers, sandboxes and networks stay up for the next instance. */
   async close(): Promise<void> {
+    await this.streaming?.close();
     await Promise.allSettled([...this.locks.values()]);
+  }
+
+  private requireStreaming(rpc: string): StreamingServer {
+    if (!this.streaming) throw CriError.unimplemented(`${rpc} needs the CRI streaming server, which this runtime was started without`);
+    return this.streaming;
   }
 
   private warn(message: string): void {
@@ -674,14 +695,27 @@ export class RuntimeService {
         });
         return { stdout: result.stdout, stderr: result.stderr, exit_code: result.exitCode };
       },
-      Exec: () => {
-        throw CriError.unimplemented('Exec needs the CRI streaming server, which this runtime does not serve yet');
+      Exec: async (req) => {
+        const streaming = this.requireStreaming('Exec');
+        const r = this.container(req.container_id);
+        if ((await this.stateOf(r)).status !== 'running') throw CriError.failedPrecondition(`container ${r.id} is not running`);
+        try {
+          return { url: streaming.registerExec({ containerId: r.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }) };
+        } catch (err) {
+          throw toCriError(err, `Exec in ${r.id}`);
+        }
       },
       Attach: () => {
-        throw CriError.unimplemented('Attach needs the CRI streaming server, which this runtime does not serve yet');
+        throw CriError.unimplemented('Attach is not served by this runtime yet');
       },
-      PortForward: () => {
-        throw CriError.unimplemented('PortForward needs the CRI streaming server, which this runtime does not serve yet');
+      PortForward: (req) => {
+        const streaming = this.requireStreaming('PortForward');
+        const sb = this.sandbox(req.pod_sandbox_id);
+        try {
+          return { url: streaming.registerPortForward({ podSandboxId: sb.id, ports: req.port }) };
+        } catch (err) {
+          throw toCriError(err, `PortForward to ${sb.id}`);
+        }
       },
       ContainerStats: async (req) => {
         const r = this.container(req.container_id);

@@ -1,3 +1,4 @@
+export { openChannelSession, channelStatus, channelText, type ChannelSession } from './client.js';
 export { StreamingServer, DEFAULT_STREAMING_ADDRESS, type StreamingServerOptions } from './server.js';
 export type { StreamingRuntime, StreamSession, ExecRequest, AttachRequest, PortForwardRequest } from './runtime.js';
 export { dialInNetns } from './portforward.js';

@@ -5,11 +5,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { WebSocket } from 'ws';
 import { cgroupAt, removeCgroup } from '../cgroups.js';
 import { RuncHandler } from '../runc/handler.js';
 import { makeBusyboxRootfs } from '../suite.js';
-import { PROTOCOL_BASE, PROTOCOL_V4, PROTOCOL_V5, type Status } from './protocol.js';
+import { channelStatus, channelText, openChannelSession } from './client.js';
+import { PROTOCOL_BASE, PROTOCOL_V4, PROTOCOL_V5 } from './protocol.js';
 import type { StreamingRuntime } from './runtime.js';
 import { conmonAttach } from './attach.js';
 import { StreamingServer } from './server.js';
@@ -52,37 +52,6 @@ after(() => {
   removeCgroup(cgroupAt(cgroupParent));
   rmSync(work, { recursive: true, force: true });
 });
-
-interface Session {
-  ws: WebSocket;
-  protocol: string;
-  /** Concatenated data per channel, the 2-byte port prefixes included. */
-  channels: Map<number, Buffer>;
-  closed: Promise<number>;
-}
-
-function open(url: string, protocols: string[] = [PROTOCOL_V5, PROTOCOL_V4, PROTOCOL_BASE]): Promise<Session> {
-  const ws = new WebSocket(url.replace(/^http/, 'ws'), protocols);
-  const channels = new Map<number, Buffer>();
-  ws.on('message', (data: Buffer) => {
-    if (data.length === 0) return;
-    channels.set(data[0]!, Buffer.concat([channels.get(data[0]!) ?? Buffer.alloc(0), data.subarray(1)]));
-  });
-  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    ws.on('open', () => resolve({ ws, protocol: ws.protocol, channels, closed }));
-    ws.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode })));
-    ws.on('error', reject);
-  });
-}
-
-function text(session: Session, channel: number): string {
-  return session.channels.get(channel)?.toString() ?? '';
-}
-
-function status(session: Session): Status {
-  return JSON.parse(text(session, 3)) as Status;
-}
 
 async function rejectsWithStatus(promise: Promise<unknown>, statusCode: number): Promise<void> {
   await assert.rejects(promise, (err: Error & { statusCode?: number }) => err.statusCode === statusCode);
@@ -160,66 +129,66 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
   });
 
   it('runs an exec: stdout and stderr on their channels, the exit code as a NonZeroExitCode status', async () => {
-    const session = await open(exec(['sh', '-c', 'echo out; echo err >&2; exit 3']));
+    const session = await openChannelSession(exec(['sh', '-c', 'echo out; echo err >&2; exit 3']));
     assert.equal(session.protocol, PROTOCOL_V5);
     assert.equal(await session.closed, 1000);
-    assert.equal(text(session, 1), 'out\n');
-    assert.equal(text(session, 2), 'err\n');
-    const result = status(session);
+    assert.equal(channelText(session, 1), 'out\n');
+    assert.equal(channelText(session, 2), 'err\n');
+    const result = channelStatus(session);
     assert.equal(result.status, 'Failure');
     assert.equal(result.reason, 'NonZeroExitCode');
     assert.deepEqual(result.details?.causes, [{ reason: 'ExitCode', message: '3' }]);
   });
 
   it('reports Success for a zero exit, in v4 as well', async () => {
-    const session = await open(exec(['echo', 'hi']), [PROTOCOL_V4]);
+    const session = await openChannelSession(exec(['echo', 'hi']), [PROTOCOL_V4]);
     assert.equal(session.protocol, PROTOCOL_V4);
     await session.closed;
-    assert.equal(text(session, 1), 'hi\n');
-    assert.equal(status(session).status, 'Success');
+    assert.equal(channelText(session, 1), 'hi\n');
+    assert.equal(channelStatus(session).status, 'Success');
   });
 
   it('speaks the base protocol: a plain error message, nothing on success', async () => {
-    const failed = await open(exec(['sh', '-c', 'exit 2']), [PROTOCOL_BASE]);
+    const failed = await openChannelSession(exec(['sh', '-c', 'exit 2']), [PROTOCOL_BASE]);
     await failed.closed;
-    assert.match(text(failed, 3), /non-zero exit code: 2/);
-    const passed = await open(exec(['true']), []);
+    assert.match(channelText(failed, 3), /non-zero exit code: 2/);
+    const passed = await openChannelSession(exec(['true']), []);
     assert.equal(passed.protocol, '');
     await passed.closed;
-    assert.equal(text(passed, 3), '');
+    assert.equal(channelText(passed, 3), '');
   });
 
   it('forwards stdin and ends it on the v5 close signal', async () => {
-    const session = await open(exec(['cat'], { stdin: true, stderr: false }));
+    const session = await openChannelSession(exec(['cat'], { stdin: true, stderr: false }));
     session.ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('hello through stdin\n')]));
     session.ws.send(Buffer.from([255, 0]));
     await session.closed;
-    assert.equal(text(session, 1), 'hello through stdin\n');
-    assert.equal(status(session).status, 'Success');
+    assert.equal(channelText(session, 1), 'hello through stdin\n');
+    assert.equal(channelStatus(session).status, 'Success');
   });
 
   it('accepts resize messages on a tty exec', async () => {
-    const session = await open(exec(['sh', '-c', 'read line; echo got $line'], { tty: true, stdin: true, stderr: false }));
+    const session = await openChannelSession(exec(['sh', '-c', 'read line; echo got $line'], { tty: true, stdin: true, stderr: false }));
     session.ws.send(Buffer.concat([Buffer.from([4]), Buffer.from(JSON.stringify({ Width: 100, Height: 40 }))]));
     session.ws.send(Buffer.concat([Buffer.from([4]), Buffer.from('not json')]));
     session.ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('typed\r')]));
     await session.closed;
-    assert.match(text(session, 1), /got typed/);
-    assert.equal(status(session).status, 'Success');
+    assert.match(channelText(session, 1), /got typed/);
+    assert.equal(channelStatus(session).status, 'Success');
   });
 
   it('reports a command that cannot start as a Failure status', async () => {
-    const session = await open(exec(['/no/such/command']));
+    const session = await openChannelSession(exec(['/no/such/command']));
     await session.closed;
-    assert.equal(status(session).status, 'Failure');
+    assert.equal(channelStatus(session).status, 'Failure');
   });
 
   it('uses a token once and answers 404 for unknown tokens', async () => {
     const url = exec(['true']);
-    await (await open(url)).closed;
-    await rejectsWithStatus(open(url), 404);
-    await rejectsWithStatus(open(`${server.url}/exec/not-a-token`), 404);
-    await rejectsWithStatus(open(`${server.url}/portforward/${url.split('/').pop()}`), 404);
+    await (await openChannelSession(url)).closed;
+    await rejectsWithStatus(openChannelSession(url), 404);
+    await rejectsWithStatus(openChannelSession(`${server.url}/exec/not-a-token`), 404);
+    await rejectsWithStatus(openChannelSession(`${server.url}/portforward/${url.split('/').pop()}`), 404);
     const res = await fetch(`${server.url}/nothing-here`);
     assert.equal(res.status, 404);
   });
@@ -229,13 +198,13 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
     const res = await fetch(url);
     assert.equal(res.status, 400);
     assert.match(await res.text(), /SPDY is not supported/);
-    await (await open(url)).closed;
+    await (await openChannelSession(url)).closed;
   });
 
   it('refuses a client offering only unsupported subprotocols, without spending the token', async () => {
     const url = exec(['true']);
-    await rejectsWithStatus(open(url, ['v3.channel.k8s.io']), 400);
-    await (await open(url)).closed;
+    await rejectsWithStatus(openChannelSession(url, ['v3.channel.k8s.io']), 400);
+    await (await openChannelSession(url)).closed;
   });
 
   it('lets unused tokens expire', async () => {
@@ -244,7 +213,7 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
     try {
       const url = shortLived.registerExec({ containerId, cmd: ['true'], tty: false, stdin: false, stdout: true, stderr: false });
       await new Promise((resolve) => setTimeout(resolve, SHORT_TTL_MS + 100));
-      await rejectsWithStatus(open(url), 404);
+      await rejectsWithStatus(openChannelSession(url), 404);
       assert.throws(() => shortLived.registerAttach({ containerId, tty: false, stdin: false, stdout: true, stderr: true }), /cannot attach/);
     } finally {
       await shortLived.close();
@@ -260,7 +229,7 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
 
   it('forwards a port to a server listening on loopback inside the pod', async () => {
     const url = server.registerPortForward({ podSandboxId: 'sandbox-stream', ports: [] });
-    const session = await open(`${url}?port=${HTTP_PORT}`, [PROTOCOL_V4]);
+    const session = await openChannelSession(`${url}?port=${HTTP_PORT}`, [PROTOCOL_V4]);
     session.ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('GET /passwd HTTP/1.0\r\nHost: pod\r\n\r\n')]));
     assert.equal(await session.closed, 1000);
     const data = session.channels.get(0)!;
@@ -272,7 +241,7 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
 
   it('reports a refused connection on the port’s error channel', async () => {
     const url = server.registerPortForward({ podSandboxId: 'sandbox-stream', ports: [HTTP_PORT + 1] });
-    const session = await open(url, [PROTOCOL_V4]);
+    const session = await openChannelSession(url, [PROTOCOL_V4]);
     await session.closed;
     assert.equal(session.channels.get(0)!.length, 2);
     assert.match(session.channels.get(1)!.subarray(2).toString(), /ECONNREFUSED/);
@@ -280,12 +249,12 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
 
   it('attaches to the main process: stdin in, stdout and stderr out; leaving detaches without stopping it', async () => {
     const url = server.registerAttach({ containerId: echoId, tty: false, stdin: true, stdout: true, stderr: true });
-    const session = await open(url);
+    const session = await openChannelSession(url);
     await new Promise((resolve) => setTimeout(resolve, 200));
     session.ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('ping\n')]));
-    for (let i = 0; i < 50 && !(text(session, 1).includes('ping') && text(session, 2).includes('eping')); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.equal(text(session, 1), 'ping\n');
-    assert.equal(text(session, 2), 'eping\n');
+    for (let i = 0; i < 50 && !(channelText(session, 1).includes('ping') && channelText(session, 2).includes('eping')); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(channelText(session, 1), 'ping\n');
+    assert.equal(channelText(session, 2), 'eping\n');
     session.ws.close();
     await session.closed;
     await new Promise((resolve) => setTimeout(resolve, 200));
