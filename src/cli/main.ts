@@ -6,7 +6,8 @@ import { ControlPlane } from '../controlplane/index.js';
 import { KubeClient } from '../client/client.js';
 import { defaultErrorSink } from '../controllers/controller.js';
 import { CONTROLLER_NAMES, runControllers, type ControllerName } from '../controllers/manager.js';
-import { DEFAULT_LOG_ROOT, DEFAULT_ROOT, DEFAULT_RUN_DIR, DEFAULT_SOCKET, NodeRuntime } from '../runtime/node-runtime.js';
+import { DEFAULT_ADMIN_SOCKET, DEFAULT_LOG_ROOT, DEFAULT_ROOT, DEFAULT_RUN_DIR, DEFAULT_SOCKET, NodeRuntime } from '../runtime/node-runtime.js';
+import { adminRequest, type ImageSummary } from '../runtime/admin.js';
 import { DEFAULT_BRIDGE, DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
 import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
 
@@ -92,6 +93,7 @@ program
   .command('runtime')
   .description('Run the node\'s CRI runtime (runc handler, overlay snapshots, bridge network) on a unix socket, for crictl, a kubelet or the Atoll node agent.')
   .option('--socket <path>', 'unix socket to serve CRI v1 on', DEFAULT_SOCKET)
+  .option('--admin-socket <path>', 'unix socket for `atoll images` (root only; default: admin.sock beside --socket)')
   .option('--root <dir>', 'persistent state: images, snapshots, sandbox and container records', DEFAULT_ROOT)
   .option('--run-dir <dir>', 'volatile state: namespace files, rootfs mounts', DEFAULT_RUN_DIR)
   .option('--log-root <dir>', 'pod log directories must lie inside it', DEFAULT_LOG_ROOT)
@@ -100,12 +102,13 @@ program
   .option('--registries <file>', 'registries.yaml with mirrors, rewrites, auth and TLS per registry')
   .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
   .action(async (raw: Record<string, unknown>, cmd: Command) => {
-    const keys = ['socket', 'root', 'run-dir', 'log-root', 'pod-cidr', 'bridge', 'registries'];
+    const keys = ['socket', 'admin-socket', 'root', 'run-dir', 'log-root', 'pod-cidr', 'bridge', 'registries'];
     const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
     const podCidr = String(flags.podCidr);
     if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(podCidr)) throw new UsageError(`--pod-cidr ${podCidr}: not an IPv4 CIDR; give one like 10.88.0.0/16`);
     const runtime = await NodeRuntime.start({
       socket: String(flags.socket),
+      adminSocket: flags.adminSocket ? String(flags.adminSocket) : undefined,
       root: resolve(String(flags.root)),
       runDir: resolve(String(flags.runDir)),
       logRoot: resolve(String(flags.logRoot)),
@@ -121,6 +124,38 @@ program
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+  });
+
+const images = program.command('images').description('Images of a node\'s runtime (air-gapped sites load them from files).');
+
+images
+  .command('import <file>')
+  .description('Load an OCI image layout or `docker save` tarball (gzipped or not) into the runtime.')
+  .option('--admin-socket <path>', 'the runtime\'s admin socket', DEFAULT_ADMIN_SOCKET)
+  .action(async (file: string, flags: { adminSocket: string }) => {
+    const path = resolve(file);
+    const result = await adminRequest<{ images: ImageSummary[] }>(flags.adminSocket, 'POST', '/v1/images/import', { path }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+        throw new UsageError(`--admin-socket ${flags.adminSocket}: no runtime answers there; start \`atoll runtime\` or pass its --admin-socket`);
+      }
+      throw new UsageError(`${file}: ${err.message}`);
+    });
+    for (const image of result.images) console.log(`imported ${image.repoTags.join(', ') || image.id} (${image.id})`);
+  });
+
+images
+  .command('ls')
+  .description('List the runtime\'s images.')
+  .option('--admin-socket <path>', 'the runtime\'s admin socket', DEFAULT_ADMIN_SOCKET)
+  .action(async (flags: { adminSocket: string }) => {
+    const result = await adminRequest<{ images: ImageSummary[] }>(flags.adminSocket, 'GET', '/v1/images').catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`--admin-socket ${flags.adminSocket}: ${err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no runtime answers there; start `atoll runtime` or pass its --admin-socket' : err.message}`);
+    });
+    console.log(['IMAGE', 'ID', 'SIZE'].join('\t'));
+    for (const image of result.images) {
+      const id = image.id.replace(/^sha256:/, '').slice(0, 12);
+      for (const tag of image.repoTags.length ? image.repoTags : ['<none>']) console.log([tag, id, `${(image.size / 1024 / 1024).toFixed(1)}MiB`].join('\t'));
+    }
   });
 
 program.parseAsync().catch((err: unknown) => {

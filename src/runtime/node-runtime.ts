@@ -1,5 +1,6 @@
-import { join } from 'node:path';
-import { serveCri, type CriServer } from './cri/index.js';
+import { dirname, join } from 'node:path';
+import { serveAdmin } from './admin.js';
+import { serveCri, socketPathOf, type CriServer } from './cri/index.js';
 import { loadRegistriesConfig } from './images/config.js';
 import { ImageStore } from './images/store.js';
 import { BridgeNetwork, type BridgeNetworkOptions } from './network/index.js';
@@ -8,12 +9,15 @@ import { RuntimeService } from './service/service.js';
 import { OverlaySnapshotter } from './snapshots/overlay.js';
 
 export const DEFAULT_SOCKET = '/run/atoll/cri.sock';
+export const DEFAULT_ADMIN_SOCKET = '/run/atoll/admin.sock';
 export const DEFAULT_ROOT = '/var/lib/atoll/runtime';
 export const DEFAULT_RUN_DIR = '/run/atoll';
 export const DEFAULT_LOG_ROOT = '/var/log/pods';
 
 export interface NodeRuntimeOptions {
   socket?: string;
+  /** The admin socket `atoll images import` talks to; default `admin.sock` beside the CRI socket. */
+  adminSocket?: string;
   /** Persistent state: images, snapshots, sandbox and container records, IPAM. */
   root?: string;
   /** Volatile state: namespace files, rootfs mounts, conmon sockets. */
@@ -37,6 +41,7 @@ export class NodeRuntime {
   private constructor(
     readonly service: RuntimeService,
     readonly server: CriServer,
+    private readonly admin: { close(): Promise<void> },
     readonly handler: RuncHandler,
     readonly snapshotter: OverlaySnapshotter,
     readonly network: BridgeNetwork,
@@ -63,8 +68,10 @@ export class NodeRuntime {
         streaming: opts.streaming ?? {},
         log,
       });
-      const server = await serveCri(opts.socket ?? DEFAULT_SOCKET, service.implementation(), { log });
-      return new NodeRuntime(service, server, handler, snapshotter, network);
+      const socket = opts.socket ?? DEFAULT_SOCKET;
+      const server = await serveCri(socket, service.implementation(), { log });
+      const admin = await serveAdmin(opts.adminSocket ?? join(dirname(socketPathOf(socket)), 'admin.sock'), images);
+      return new NodeRuntime(service, server, admin, handler, snapshotter, network);
     } catch (err) {
       await handler.close();
       await snapshotter.close();
@@ -78,6 +85,7 @@ export class NodeRuntime {
 
   /** Stops serving; containers keep running and are adopted by the next start. */
   async close(): Promise<void> {
+    await this.admin.close();
     await this.server.close();
     await this.service.close();
     await this.handler.close();
