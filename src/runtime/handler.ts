@@ -63,6 +63,12 @@ export interface RuntimeHandler {
   execSync(id: string, cmd: string[], timeoutSeconds: number): Promise<ExecResult>;
   /** Starts a command in the running container with streams for the CRI streaming server. */
   exec(id: string, cmd: string[], options: ExecOptions): Promise<ExecSession>;
+  /**
+   * Connects to the running container's main process: its output from now on, its stdin when the
+   * container was created with stdin open, and terminal resizes. Killing the session detaches.
+   * Absent when the handler cannot attach.
+   */
+  attach?(id: string, options: ExecOptions): Promise<AttachSession>;
 
   /** CPU, memory and process counts of the container's cgroup (or VM). */
   stats(id: string): Promise<ContainerStats>;
@@ -244,6 +250,11 @@ export interface ExecSession {
   exited: Promise<number>;
   /** Kills the exec'd process. */
   kill(signal?: NodeJS.Signals): void;
+}
+
+export interface AttachSession extends ExecSession {
+  /** Applies a terminal size; absent when the session's terminal cannot be resized. */
+  resize?(size: { width: number; height: number }): void;
 }
 
 export interface ContainerStats {

@@ -8,6 +8,7 @@ import { cgroupAt, cgroupMode, oomKillCount, readStats, swapAccounting, type Cgr
 import {
   RuntimeError,
   type AdoptedContainer,
+  type AttachSession,
   type ContainerSpec,
   type ContainerState,
   type ContainerStats,
@@ -18,6 +19,7 @@ import {
   type Resources,
   type RuntimeHandler,
 } from '../handler.js';
+import { conmonAttach } from '../streaming/attach.js';
 import type { OciSeccomp } from './seccomp.js';
 import { buildOciSpec, capabilitiesFromMask, clampOomScoreAdj, ociResources, resolveUser, type OciSpec } from './spec.js';
 
@@ -560,6 +562,18 @@ export class RuncHandler implements RuntimeHandler {
     const errText = Buffer.concat(stderr).toString();
     if (code === 255 && /level=error msg=/.test(errText)) throw execError(id, cmd, errText);
     return { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), exitCode: code };
+  }
+
+  async attach(id: string, options: ExecOptions): Promise<AttachSession> {
+    const state = await this.state(id);
+    if (state.status !== 'running') throw new RuntimeError('NotRunning', `container ${id} is not running (${state.status})`);
+    return conmonAttach({
+      socketPath: join(this.socketDir, attachLinkName(id), 'attach'),
+      ctlPath: join(this.bundle(id), 'ctl'),
+      stdin: options.stdin ?? false,
+      tty: options.tty ?? false,
+      exitCode: async () => (await this.state(id)).exitCode,
+    });
   }
 
   async exec(id: string, cmd: string[], options: ExecOptions): Promise<ExecSession> {

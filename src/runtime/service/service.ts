@@ -149,6 +149,12 @@ export class RuntimeService {
           const r = service.container(id);
           return service.handlerOf(r.runtimeHandler).exec(r.id, cmd, o);
         },
+        attach: (id, o) => {
+          const r = service.container(id);
+          const handler = service.handlerOf(r.runtimeHandler);
+          if (!handler.attach) throw new RuntimeError('Internal', `the ${r.runtimeHandler} handler cannot attach`);
+          return handler.attach(r.id, o);
+        },
         podNetns: async (id) => service.namespacesOf(service.sandbox(id).id).net,
       });
       await streaming.start(options.streaming);
@@ -705,8 +711,15 @@ export class RuntimeService {
           throw toCriError(err, `Exec in ${r.id}`);
         }
       },
-      Attach: () => {
-        throw CriError.unimplemented('Attach is not served by this runtime yet');
+      Attach: async (req) => {
+        const streaming = this.requireStreaming('Attach');
+        const r = this.container(req.container_id);
+        if ((await this.stateOf(r)).status !== 'running') throw CriError.failedPrecondition(`container ${r.id} is not running`);
+        try {
+          return { url: streaming.registerAttach({ containerId: r.id, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }) };
+        } catch (err) {
+          throw toCriError(err, `Attach to ${r.id}`);
+        }
       },
       PortForward: (req) => {
         const streaming = this.requireStreaming('PortForward');
