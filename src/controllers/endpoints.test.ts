@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ApiServer } from '../apiserver/server.js';
 import type { KubeObject } from '../api/types.js';
 import { KubeClient, isNotFound } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import { SharedInformers } from './controller.js';
+import { startCluster, type Cluster } from './workload-testkit.js';
 import { ENDPOINTSLICE_CONTROLLER, EndpointsController, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, resolvePort } from './endpoints.js';
 import { waitFor } from '../../test/support/wait.js';
 
@@ -42,11 +39,8 @@ describe('resolvePort', () => {
 });
 
 describe('endpoints controller', () => {
-  let dir: string;
-  let server: ApiServer;
+  let cluster: Cluster;
   let client: KubeClient;
-  const abort = new AbortController();
-  let running: Promise<void>;
   const ns = 'default';
   const pods = resource('pods');
   const endpoints = resource('endpoints');
@@ -77,21 +71,16 @@ describe('endpoints controller', () => {
   const sliceEndpoints = async (service: string) => (await slices(service)).flatMap((s) => (s.endpoints as SliceEndpoint[] | undefined) ?? []);
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'atoll-endpoints-'));
-    server = await ApiServer.start({ dataDir: dir, port: 0, host: '127.0.0.1' });
-    client = KubeClient.fromKubeconfig(server.kubeconfigPath);
+    cluster = await startCluster();
+    client = cluster.client;
     const informers = new SharedInformers(client);
     const controller = new EndpointsController(client, informers);
-    informers.start(abort.signal);
-    running = controller.run(abort.signal);
+    informers.start(cluster.signal);
+    cluster.start(controller);
   });
 
   after(async () => {
-    abort.abort();
-    await running;
-    client.close();
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
+    await cluster?.close();
   });
 
   it('follows pod readiness in Endpoints and EndpointSlices', async () => {

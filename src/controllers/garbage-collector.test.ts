@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ApiServer } from '../apiserver/server.js';
 import type { KubeObject, OwnerReference } from '../api/types.js';
 import { KubeClient, isNotFound, type Resource } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import { SharedInformers } from './controller.js';
+import { startCluster, type Cluster } from './workload-testkit.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { waitFor } from '../../test/support/wait.js';
 
@@ -16,11 +13,8 @@ const SETTLE_MS = 1500;
 
 
 describe('garbage collector', () => {
-  let dir: string;
-  let server: ApiServer;
+  let cluster: Cluster;
   let client: KubeClient;
-  const abort = new AbortController();
-  let running: Promise<void>;
   const cms = resource('configmaps');
   const ns = 'default';
 
@@ -40,21 +34,16 @@ describe('garbage collector', () => {
   const gone = async (name: string) => !(await find(cms, name));
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'atoll-gc-'));
-    server = await ApiServer.start({ dataDir: dir, port: 0, host: '127.0.0.1' });
-    client = KubeClient.fromKubeconfig(server.kubeconfigPath);
+    cluster = await startCluster();
+    client = cluster.client;
     const informers = new SharedInformers(client);
-    const gc = new GarbageCollector(client, informers, { discoveryPeriodSeconds: 1 });
-    informers.start(abort.signal);
-    running = gc.run(abort.signal);
+    const controller = new GarbageCollector(client, informers, { discoveryPeriodSeconds: 1 });
+    informers.start(cluster.signal);
+    cluster.start(controller);
   });
 
   after(async () => {
-    abort.abort();
-    await running;
-    client.close();
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
+    await cluster?.close();
   });
 
   it('Background: deletes dependents of a deleted owner, and only unlinks one with another owner', async () => {

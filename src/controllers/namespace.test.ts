@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ApiServer } from '../apiserver/server.js';
 import type { KubeObject } from '../api/types.js';
 import { KubeClient, isNotFound, type Resource } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import { SharedInformers } from './controller.js';
+import { startCluster, type Cluster } from './workload-testkit.js';
 import { NamespaceController } from './namespace.js';
 import { waitFor } from '../../test/support/wait.js';
 
@@ -15,11 +12,8 @@ const SETTLE_MS = 1500;
 
 
 describe('namespace controller', () => {
-  let dir: string;
-  let server: ApiServer;
+  let cluster: Cluster;
   let client: KubeClient;
-  const abort = new AbortController();
-  let running: Promise<void>;
   const namespaces = resource('namespaces');
 
   async function find(r: Resource, namespace: string | undefined, name: string): Promise<KubeObject | undefined> {
@@ -32,21 +26,16 @@ describe('namespace controller', () => {
   }
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'atoll-namespace-'));
-    server = await ApiServer.start({ dataDir: dir, port: 0, host: '127.0.0.1' });
-    client = KubeClient.fromKubeconfig(server.kubeconfigPath);
+    cluster = await startCluster();
+    client = cluster.client;
     const informers = new SharedInformers(client);
     const controller = new NamespaceController(client, informers);
-    informers.start(abort.signal);
-    running = controller.run(abort.signal);
+    informers.start(cluster.signal);
+    cluster.start(controller);
   });
 
   after(async () => {
-    abort.abort();
-    await running;
-    client.close();
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
+    await cluster?.close();
   });
 
   it('empties a deleted namespace of every kind, waits for finalizers, then lets it go', async () => {
