@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { resource } from '../client/informer.js';
+import { startCluster, type Cluster } from '../controllers/workload-testkit.js';
+import { NodeHeartbeat } from './heartbeat.js';
+import type { NodeIdentity } from './node-status.js';
+
+const NODES = resource('nodes');
+const LEASES = resource('coordination.k8s.io/leases');
+
+describe('NodeHeartbeat', () => {
+  let cluster: Cluster;
+  let dataDir: string;
+  let id: NodeIdentity;
+
+  before(async () => {
+    cluster = await startCluster();
+    dataDir = await mkdtemp(join(tmpdir(), 'atoll-heartbeat-'));
+    id = { nodeName: 'edge-hb', nodeIP: '192.0.2.10', port: 10250, podCidr: '10.244.7.0/24', handlers: ['runc'], runtimeVersion: 'atoll://0.1.0', dataDir };
+  });
+  after(async () => {
+    await cluster.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('registers the Node with capacity, addresses, node info, handlers and a Ready condition, and creates its Lease', async () => {
+    await new NodeHeartbeat(cluster.client, id, () => undefined).register();
+    const node = await cluster.client.get(NODES, undefined, 'edge-hb');
+    const status = node.status as Record<string, any>;
+    assert.equal(node.metadata.labels?.['kubernetes.io/hostname'], 'edge-hb');
+    assert.equal((node.spec as { podCIDR: string }).podCIDR, '10.244.7.0/24');
+    assert.match(status.capacity.cpu, /^\d+$/);
+    assert.match(status.capacity.memory, /^\d+Ki$/);
+    assert.equal(status.allocatable.pods, '110');
+    assert.deepEqual(status.addresses, [
+      { type: 'InternalIP', address: '192.0.2.10' },
+      { type: 'Hostname', address: 'edge-hb' },
+    ]);
+    assert.equal(status.daemonEndpoints.kubeletEndpoint.Port, 10250);
+    assert.equal(status.nodeInfo.containerRuntimeVersion, 'atoll://0.1.0');
+    assert.deepEqual(status.runtimeHandlers.map((h: { name: string }) => h.name), ['runc']);
+    const ready = status.conditions.find((c: { type: string }) => c.type === 'Ready');
+    assert.equal(ready.status, 'True');
+    assert.ok(ready.lastHeartbeatTime && ready.lastTransitionTime);
+    const lease = await cluster.client.get(LEASES, 'kube-node-lease', 'edge-hb');
+    assert.equal((lease.spec as { holderIdentity: string }).holderIdentity, 'edge-hb');
+    assert.equal(lease.metadata.ownerReferences?.[0]?.uid, node.metadata.uid);
+  });
+
+  it('re-registering keeps labels and taints others set, and renews the same Lease', async () => {
+    await cluster.client.patch(NODES, undefined, 'edge-hb', 'merge', {
+      metadata: { labels: { 'node-role.kubernetes.io/edge': '' } },
+      spec: { taints: [{ key: 'example.com/dedicated', value: 'x', effect: 'NoSchedule' }] },
+    });
+    const before = await cluster.client.get(LEASES, 'kube-node-lease', 'edge-hb');
+    await new Promise((r) => setTimeout(r, 5));
+    await new NodeHeartbeat(cluster.client, { ...id, nodeIP: '192.0.2.11' }, () => undefined).register();
+    const node = await cluster.client.get(NODES, undefined, 'edge-hb');
+    assert.equal(node.metadata.labels?.['node-role.kubernetes.io/edge'], '');
+    assert.equal((node.spec as { taints: unknown[] }).taints.length, 1);
+    assert.equal((node.status as { addresses: { address: string }[] }).addresses[0]!.address, '192.0.2.11');
+    const lease = await cluster.client.get(LEASES, 'kube-node-lease', 'edge-hb');
+    assert.equal(lease.metadata.uid, before.metadata.uid);
+    assert.notEqual((lease.spec as { renewTime: string }).renewTime, (before.spec as { renewTime: string }).renewTime);
+  });
+});

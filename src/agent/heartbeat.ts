@@ -1,0 +1,119 @@
+import { isDeepStrictEqual } from 'node:util';
+import { ApiError } from '../api/errors.js';
+import type { KubeObject } from '../api/types.js';
+import type { KubeClient } from '../client/client.js';
+import { resource, sleep } from '../client/informer.js';
+import { mergeConditions, nodeConditions, nodeObject, nodeStatusBody, type NodeIdentity } from './node-status.js';
+
+/** The kubelet's lease renewal period and duration. */
+export const LEASE_RENEW_MS = 10_000;
+export const LEASE_DURATION_S = 40;
+/** Status is measured this often and sent when it changed... */
+export const STATUS_CHECK_MS = 10_000;
+/** ...and at least this often (the kubelet's nodeStatusReportFrequency). */
+export const STATUS_REPORT_MS = 5 * 60_000;
+/** After a failed renewal the next try comes sooner, doubling up to the renewal period. */
+const RETRY_MIN_MS = 200;
+
+const NODES = resource('nodes');
+const LEASES = resource('coordination.k8s.io/leases');
+const LEASE_NAMESPACE = 'kube-node-lease';
+
+function stamp(d = new Date()): string {
+  return d.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+function microStamp(d = new Date()): string {
+  return d.toISOString().replace(/Z$/, '000Z');
+}
+
+/**
+ * Keeps the agent's Node registered and alive: registers it (or takes over an existing one, keeping
+ * others' labels and taints), renews its Lease in `kube-node-lease` every 10 s, and sends node
+ * status when it changes and at least every 5 minutes. Failures are retried; they never stop the
+ * pods, which is the point of an edge node.
+ */
+export class NodeHeartbeat {
+  private node: KubeObject | undefined;
+  private lastReport = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly id: NodeIdentity,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** Creates or adopts the Node and sends its first status; throws if the server refuses. */
+  async register(): Promise<KubeObject> {
+    let existing: KubeObject | undefined;
+    try {
+      existing = await this.client.get(NODES, undefined, this.id.nodeName);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 404)) throw err;
+    }
+    if (existing) {
+      const wanted = nodeObject(this.id, existing);
+      if (!isDeepStrictEqual(wanted.metadata.labels, existing.metadata.labels) || !isDeepStrictEqual(wanted.spec, existing.spec)) {
+        existing = await this.client.update(NODES, wanted);
+      }
+    } else {
+      existing = await this.client.create(NODES, undefined, nodeObject(this.id));
+    }
+    this.node = existing;
+    await this.reportStatus(true);
+    await this.renewLease();
+    return this.node;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([this.loop(signal, LEASE_RENEW_MS, () => this.renewLease()), this.loop(signal, STATUS_CHECK_MS, () => this.reportStatus(false))]);
+  }
+
+  private async loop(signal: AbortSignal, periodMs: number, step: () => Promise<void>): Promise<void> {
+    let retry = RETRY_MIN_MS;
+    while (!signal.aborted) {
+      try {
+        await step();
+        retry = RETRY_MIN_MS;
+        await sleep(periodMs, signal);
+      } catch (err) {
+        this.log(`node heartbeat: ${(err as Error).message}`);
+        await sleep(retry, signal);
+        retry = Math.min(retry * 2, periodMs);
+      }
+    }
+  }
+
+  private async renewLease(): Promise<void> {
+    const name = this.id.nodeName;
+    const spec = { holderIdentity: name, leaseDurationSeconds: LEASE_DURATION_S, renewTime: microStamp() };
+    try {
+      await this.client.patch(LEASES, LEASE_NAMESPACE, name, 'merge', { spec });
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 404)) throw err;
+      const owner = this.node ? [{ apiVersion: 'v1', kind: 'Node', name, uid: this.node.metadata.uid }] : undefined;
+      await this.client.create(LEASES, LEASE_NAMESPACE, {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name, namespace: LEASE_NAMESPACE, ownerReferences: owner },
+        spec,
+      });
+    }
+  }
+
+  private async reportStatus(force: boolean): Promise<void> {
+    const body = await nodeStatusBody(this.id);
+    const fresh = await nodeConditions(this.id.dataDir);
+    const current = (this.node?.status ?? {}) as Record<string, unknown> & { conditions?: Parameters<typeof mergeConditions>[0] };
+    const changed =
+      Object.entries(body).some(([k, v]) => !isDeepStrictEqual(current[k], v)) ||
+      fresh.some((c) => {
+        const prior = current.conditions?.find((p) => p.type === c.type);
+        return !prior || prior.status !== c.status || prior.reason !== c.reason;
+      });
+    if (!force && !changed && Date.now() - this.lastReport < STATUS_REPORT_MS) return;
+    const status = { ...body, conditions: mergeConditions(current.conditions, fresh, stamp()) };
+    this.node = await this.client.patch(NODES, undefined, this.id.nodeName, 'strategic', { status }, { subresource: 'status' });
+    this.lastReport = Date.now();
+  }
+}
