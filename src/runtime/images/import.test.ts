@@ -44,6 +44,9 @@ describe('importArchive and buildImageArchive', () => {
     const [layer] = store.layerStreams(img);
     assert.equal(await sha256OfStream(await layer!.open()), img.diffIds[0]);
     assert.equal((await store.status('atoll.local/busybox'))?.id, img.id);
+    // atoll.local names no registry: a pull (pull policy Always) is answered by the import, offline.
+    assert.equal((await store.pull('atoll.local/busybox:latest')).id, img.id);
+    await assert.rejects(store.pull('atoll.local/missing:1'), (err: Error) => err.name === 'NotFoundError' && /atoll images import/.test(err.message));
   });
 
   it('imports an OCI image layout (plain and gzipped) with names from either annotation', async () => {

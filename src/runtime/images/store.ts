@@ -158,6 +158,12 @@ function diffIdCheck(expected: string, what: string): Transform {
   });
 }
 
+/**
+ * The registry name of node-local images (`atoll.local/busybox:latest`, which `atoll up` imports on every
+ * node). Nothing is pulled for it, so pods using it run with no registry at all, as edge sites need.
+ */
+export const LOCAL_DOMAIN = 'atoll.local';
+
 export class ImageStore {
   readonly root: string;
   readonly content: ContentStore;
@@ -192,6 +198,12 @@ export class ImageStore {
   async pull(reference: string, options: PullOptions = {}): Promise<Image> {
     const ref = parseReference(reference);
     const display = formatReference(ref);
+    if (ref.domain === LOCAL_DOMAIN) {
+      // No registry serves this name: a pull (e.g. policy Always for a :latest tag) is satisfied by the import.
+      const local = await this.status(display);
+      if (local) return local;
+      throw new NotFoundError(`image ${JSON.stringify(display)} is not on this node: ${LOCAL_DOMAIN} images are loaded with \`atoll images import\`, never pulled`);
+    }
     const plan = planEndpoints(this.registries, ref, this.options.disableDefaultEndpoint ? { disableDefaultEndpoint: true } : {});
     const attempts: PullAttempt[] = [];
     for (const planned of plan) {
