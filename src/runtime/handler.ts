@@ -250,12 +250,12 @@ export interface ExecSession {
   exited: Promise<number>;
   /** Kills the exec'd process. */
   kill(signal?: NodeJS.Signals): void;
-}
-
-export interface AttachSession extends ExecSession {
-  /** Applies a terminal size; absent when the session's terminal cannot be resized. */
+  /** Applies a terminal size; absent when the session's terminal cannot be resized (no tty). */
   resize?(size: { width: number; height: number }): void;
 }
+
+/** An attach looks like an exec; killing it detaches. */
+export type AttachSession = ExecSession;
 
 export interface ContainerStats {
   /** Milliseconds since the epoch when the numbers were read. */

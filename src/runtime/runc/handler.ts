@@ -20,6 +20,7 @@ import {
   type RuntimeHandler,
 } from '../handler.js';
 import { conmonAttach } from '../streaming/attach.js';
+import { scriptTerminalResizer } from '../streaming/terminal.js';
 import type { OciSeccomp } from './seccomp.js';
 import { buildOciSpec, capabilitiesFromMask, clampOomScoreAdj, ociResources, resolveUser, type OciSpec } from './spec.js';
 
@@ -588,6 +589,7 @@ export class RuncHandler implements RuntimeHandler {
       stderr: options.tty ? null : (child.stderr as Readable),
       exited,
       kill: (signal: NodeJS.Signals = 'SIGKILL') => void killProcess(signal),
+      resize: options.tty && child.pid !== undefined ? scriptTerminalResizer(child.pid) : undefined,
     };
   }
 

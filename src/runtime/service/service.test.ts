@@ -12,7 +12,7 @@ import { ipJson, type IpLink } from '../network/ip.js';
 import { createNamespaces, execInNetns, listNamespaces, mountPoints, removeNamespaces, unmountNamespaceDirs, type SandboxNamespaces } from '../sandbox/namespaces.js';
 import { NodeRuntime } from '../node-runtime.js';
 import { waitFor } from '../../../test/support/wait.js';
-import { channelStatus, channelText, openChannelSession } from '../streaming/index.js';
+import { channelStatus, channelText, openChannelSession, openSpdyExec, readAll } from '../streaming/index.js';
 
 const SUBNET = '10.197.0.0/24';
 const HTTP_PORT = 8080;
@@ -209,6 +209,10 @@ describe('RuntimeService over the CRI socket', () => {
     assert.equal(channelText(session, 1), 'streamed\n');
     assert.equal(channelText(session, 2), 'oops\n');
     assert.deepEqual(channelStatus(session).details?.causes, [{ reason: 'ExitCode', message: '4' }]);
+    // And over SPDY/3.1, the transport crictl and the API server's proxy use.
+    const spdy = await openSpdyExec((await client.Exec({ container_id: printer, cmd: ['sh', '-c', 'echo spdy; exit 5'], stdout: true })).url, { stdout: true });
+    assert.equal((await readAll(spdy.stdout!)).toString(), 'spdy\n');
+    assert.deepEqual((await spdy.status).details?.causes, [{ reason: 'ExitCode', message: '5' }]);
     // Attach sees the main process's output from now on: have it printed through PID 1's stdout.
     const attached = await openChannelSession((await client.Attach({ container_id: printer, stdout: true, stderr: true })).url);
     // conmon keeps no backlog and the attach relay connects in the background: print until it shows.

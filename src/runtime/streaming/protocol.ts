@@ -23,6 +23,9 @@ export const CHANNEL_CLOSE = 255;
 
 export const PROTOCOL_V5 = 'v5.channel.k8s.io';
 export const PROTOCOL_V4 = 'v4.channel.k8s.io';
+/** v3 and v2 exist only over SPDY (spdy-command.ts): v3 adds the resize stream, v2 has none. */
+export const PROTOCOL_V3 = 'v3.channel.k8s.io';
+export const PROTOCOL_V2 = 'v2.channel.k8s.io';
 export const PROTOCOL_BASE = 'channel.k8s.io';
 /** Port forwarding's own name for the channel framing (kubelet accepts it besides v4). */
 export const PROTOCOL_PORTFORWARD = 'portforward.k8s.io';

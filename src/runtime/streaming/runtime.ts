@@ -1,11 +1,7 @@
 import type { ExecOptions, ExecSession } from '../handler.js';
-import type { TerminalSize } from './protocol.js';
 
-/** A running exec or attach as the streaming server drives it. */
-export interface StreamSession extends ExecSession {
-  /** Applies a terminal size; absent when the session's terminal cannot be resized. */
-  resize?(size: TerminalSize): void;
-}
+/** A running exec or attach as the streaming server drives it (resize: its terminal's size, with a tty). */
+export type StreamSession = ExecSession;
 
 /**
  * What the streaming server needs from the runtime, looked up when a client connects (not when the

@@ -1,124 +1,34 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cgroupAt, removeCgroup } from '../cgroups.js';
-import { RuncHandler } from '../runc/handler.js';
-import { makeBusyboxRootfs } from '../suite.js';
 import { channelStatus, channelText, openChannelSession } from './client.js';
 import { PROTOCOL_BASE, PROTOCOL_V4, PROTOCOL_V5 } from './protocol.js';
-import type { StreamingRuntime } from './runtime.js';
-import { conmonAttach } from './attach.js';
 import { StreamingServer } from './server.js';
+import { StreamingTestbed } from './testkit.js';
 
-const RUNC = '/usr/sbin/runc';
 const HTTP_PORT = 8080;
 /** Short enough for the expiry case to wait it out. */
 const SHORT_TTL_MS = 300;
 
-const work = mkdtempSync(join(tmpdir(), 'atoll-streaming-'));
-const rootfs = makeBusyboxRootfs(join(work, 'rootfs'));
-const root = join(work, 'state');
-const cgroupParent = `/atoll-streaming-test-${process.pid}`;
-mkdirSync(join(work, 'logs'));
-
-function conmonsOf(dir: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (cmdline[0]?.endsWith('conmon') && cmdline.some((arg) => arg.startsWith(dir))) pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids;
-}
-
-// Whatever the cases left, even after failed assertions: containers, conmons, mounts, cgroups, files.
-after(() => {
-  if (existsSync(join(root, 'runc'))) {
-    const text = execFileSync(RUNC, ['--root', join(root, 'runc'), 'list', '--format', 'json'], { encoding: 'utf8' }).trim();
-    const list = text === '' || text === 'null' ? [] : (JSON.parse(text) as { id: string }[]);
-    for (const container of list) execFileSync(RUNC, ['--root', join(root, 'runc'), 'delete', '--force', container.id]);
-  }
-  for (const pid of conmonsOf(root)) process.kill(pid, 'SIGKILL');
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((line) => line.split(' ')[4] ?? '');
-  for (const mountPoint of mounts.filter((m) => m.startsWith(work)).reverse()) execFileSync('umount', ['-l', mountPoint]);
-  removeCgroup(cgroupAt(cgroupParent));
-  rmSync(work, { recursive: true, force: true });
-});
+const testbed = new StreamingTestbed();
+after(() => testbed.cleanup());
 
 async function rejectsWithStatus(promise: Promise<unknown>, statusCode: number): Promise<void> {
   await assert.rejects(promise, (err: Error & { statusCode?: number }) => err.statusCode === statusCode);
 }
 
 describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
-  let handler: RuncHandler;
+  const handler = testbed.handler;
   let server: StreamingServer;
-  let containerId: string;
-  let echoId: string;
-  const sandboxes = new Map<string, string>();
+  const containerId = `stream-${process.pid}`;
+  const echoId = `stream-echo-${process.pid}`;
 
   before(async () => {
-    handler = new RuncHandler(root, { cgroupParent });
-    containerId = `stream-${process.pid}`;
-    await handler.createContainer({
-      id: containerId,
-      sandboxId: 'sandbox-stream',
-      rootfs,
-      readonlyRootfs: true,
-      command: ['sh', '-c', `httpd -p 127.0.0.1:${HTTP_PORT} -h /etc && exec sleep 1000`],
-      logPath: join(work, 'logs', `${containerId}.log`),
-    });
-    await handler.start(containerId);
-    echoId = `stream-echo-${process.pid}`;
-    await handler.createContainer({
-      id: echoId,
-      sandboxId: 'sandbox-stream',
-      rootfs,
-      readonlyRootfs: true,
-      stdin: true,
-      // conmon closes the container's stdin when an attached client leaves (CRI stdin_once), hence the sleep.
-      command: ['sh', '-c', 'while read l; do echo "$l"; echo "e$l" >&2; done; exec sleep 1000'],
-      logPath: join(work, 'logs', `${echoId}.log`),
-    });
-    await handler.start(echoId);
-    // The container's own network namespace stands in for a pod sandbox's.
-    sandboxes.set('sandbox-stream', `/proc/${(await handler.state(containerId)).pid}/ns/net`);
-    const runtime: StreamingRuntime = {
-      exec: (id, cmd, options) => handler.exec(id, cmd, options),
-      // RuncHandler's layout: conmon's attach-socket link is a 16-hex-digit hash of the id.
-      attach: async (id, options) =>
-        conmonAttach({
-          socketPath: join(root, 'sockets', createHash('sha256').update(id).digest('hex').slice(0, 16), 'attach'),
-          ctlPath: join(root, 'containers', id, 'ctl'),
-          ...options,
-          stdin: options.stdin === true,
-          tty: options.tty === true,
-          exitCode: async () => (await handler.state(id)).exitCode,
-        }),
-      podNetns: async (id) => {
-        const netns = sandboxes.get(id);
-        if (!netns) throw new Error(`pod sandbox ${id} not found`);
-        return netns;
-      },
-    };
-    server = new StreamingServer(runtime);
-    await server.start({ address: '127.0.0.1', port: 0 });
+    await testbed.run(containerId, { command: ['sh', '-c', `httpd -p 127.0.0.1:${HTTP_PORT} -h /etc && exec sleep 1000`] }, 'sandbox-stream');
+    // conmon closes the container's stdin when an attached client leaves (CRI stdin_once), hence the sleep.
+    await testbed.run(echoId, { stdin: true, command: ['sh', '-c', 'while read l; do echo "$l"; echo "e$l" >&2; done; exec sleep 1000'] });
+    server = await testbed.start();
   });
-  after(async () => {
-    await server?.close();
-    for (const id of [containerId, echoId]) {
-      await handler?.stop(id, 0).catch(() => undefined);
-      await handler?.remove(id).catch(() => undefined);
-    }
-    await handler?.close();
-  });
+  after(() => testbed.stop());
 
   const exec = (cmd: string[], extra: Partial<{ tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean }> = {}) =>
     server.registerExec({ containerId, cmd, tty: false, stdin: false, stdout: true, stderr: true, ...extra });
@@ -167,13 +77,20 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
     assert.equal(channelStatus(session).status, 'Success');
   });
 
-  it('accepts resize messages on a tty exec', async () => {
-    const session = await openChannelSession(exec(['sh', '-c', 'read line; echo got $line'], { tty: true, stdin: true, stderr: false }));
-    session.ws.send(Buffer.concat([Buffer.from([4]), Buffer.from(JSON.stringify({ Width: 100, Height: 40 }))]));
+  it('resizes a tty exec’s terminal from resize messages, skipping malformed ones', async () => {
+    const script = 'while read x; do s=$(stty size); echo "size $s"; [ "$s" = "40 100" ] && exit 0; done; exit 1';
+    const session = await openChannelSession(exec(['sh', '-c', script], { tty: true, stdin: true, stderr: false }));
     session.ws.send(Buffer.concat([Buffer.from([4]), Buffer.from('not json')]));
-    session.ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('typed\r')]));
+    session.ws.send(Buffer.concat([Buffer.from([4]), Buffer.from(JSON.stringify({ Width: 100, Height: 40 }))]));
+    let open = true;
+    void session.closed.then(() => (open = false));
+    // Each line makes the shell print the size it sees; the resize lands asynchronously.
+    for (let i = 0; i < 50 && open; i++) {
+      session.ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('x\r')]));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     await session.closed;
-    assert.match(channelText(session, 1), /got typed/);
+    assert.match(channelText(session, 1), /size 40 100/);
     assert.equal(channelStatus(session).status, 'Success');
   });
 
@@ -193,11 +110,11 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
     assert.equal(res.status, 404);
   });
 
-  it('does not spend a token on a request that is not a WebSocket upgrade', async () => {
+  it('does not spend a token on a request that is not an upgrade', async () => {
     const url = exec(['true']);
     const res = await fetch(url);
     assert.equal(res.status, 400);
-    assert.match(await res.text(), /SPDY is not supported/);
+    assert.match(await res.text(), /needs an upgrade: to WebSocket .* or to SPDY\/3\.1/);
     await (await openChannelSession(url)).closed;
   });
 
