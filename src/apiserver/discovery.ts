@@ -13,6 +13,7 @@ interface SubresourceInfo {
 
 const SUBRESOURCES: Record<Subresource, SubresourceInfo> = {
   status: { kind: (d) => d.kind, verbs: ['get', 'patch', 'update'] },
+  approval: { kind: (d) => d.kind, verbs: ['get', 'patch', 'update'] },
   finalize: { kind: (d) => d.kind, verbs: ['update'] },
   token: { group: 'authentication.k8s.io', version: 'v1', kind: () => 'TokenRequest', verbs: ['create'] },
   scale: { group: 'autoscaling', version: 'v1', kind: () => 'Scale', verbs: ['get', 'patch', 'update'] },

@@ -145,6 +145,7 @@ export class Storage {
     meta.creationTimestamp = nowTimestamp();
     const strategy = strategyFor(def);
     if (strategy.initialStatus) obj.status = strategy.initialStatus(obj);
+    strategy.prepareForCreate?.(obj, opts.user);
     if (strategy.generation) meta.generation = 1;
     applyDefaults(def, obj);
     await this.admit({ operation: 'CREATE', def, subresource: '', namespace, name: meta.name, object: obj, user: opts.user, dryRun: opts.dryRun, warnings: opts.warnings });
@@ -362,12 +363,12 @@ export class Storage {
     const sub = opts.subresource ?? '';
     let result: KubeObject;
     const strategy = strategyFor(def);
-    if (sub === 'status') {
-      // Only status changes through /status: spec and metadata stay as stored.
-      result = { ...structuredClone(old), status: obj.status };
-    } else if (sub && strategy.subresourceUpdate?.[sub]) {
+    if (sub && strategy.subresourceUpdate?.[sub]) {
       result = structuredClone(old);
       strategy.subresourceUpdate[sub]!(result, obj);
+    } else if (sub === 'status') {
+      // Only status changes through /status: spec and metadata stay as stored.
+      result = { ...structuredClone(old), status: obj.status };
     } else {
       result = obj;
       if (def.subresources.includes('status') && 'status' in old) result.status = structuredClone(old.status);

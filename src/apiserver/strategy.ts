@@ -1,6 +1,7 @@
 import type { ResourceDef } from '../api/resources.js';
 import { compare, tryParseQuantity } from '../api/quantity.js';
-import type { KubeObject } from '../api/types.js';
+import type { KubeObject, UserInfo } from '../api/types.js';
+import { csrStrategy } from './csr-strategy.js';
 
 /**
  * Per-kind rules of the generic storage, as kube-apiserver's RESTCreateStrategy / RESTUpdateStrategy /
@@ -9,6 +10,8 @@ import type { KubeObject } from '../api/types.js';
 export interface Strategy {
   /** Status a new object starts with (its submitted status is dropped); absent keeps what was sent. */
   initialStatus?(obj: KubeObject): unknown;
+  /** Sets what a create takes from the requester rather than the body (a CSR's requesting user). */
+  prepareForCreate?(obj: KubeObject, user: UserInfo): void;
   /** Seconds a delete waits for graceful termination; 0 deletes at once. */
   gracePeriod?(obj: KubeObject, requested: number | undefined): number;
   /** Whether PUT of a missing object creates it. */
@@ -17,7 +20,10 @@ export interface Strategy {
   generation?: boolean;
   /** Undoes changes an update of the main resource may not make (fields owned by a subresource). */
   prepareForUpdate?(next: KubeObject, old: KubeObject): void;
-  /** Subresources besides status that write part of the object: copy that part from `next` into `stored`. */
+  /**
+   * Subresources that write part of the object: copy that part from `next` into `stored`, or throw
+   * an ApiError to refuse. An entry for `status` replaces the generic rule (status only).
+   */
   subresourceUpdate?: Record<string, (stored: KubeObject, next: KubeObject) => void>;
 }
 
@@ -34,7 +40,7 @@ function sameQuantity(a: string | number, b: string | number): boolean {
 }
 
 /** kube's GetPodQOS: Guaranteed when every container limits cpu and memory at its requests. */
-function podQosClass(pod: KubeObject): string {
+export function podQosClass(pod: KubeObject): string {
   const spec = (pod.spec ?? {}) as { containers?: ContainerResources[]; initContainers?: ContainerResources[] };
   const containers = [...(spec.containers ?? []), ...(spec.initContainers ?? [])];
   let anySet = false;
@@ -92,7 +98,7 @@ const STRATEGIES: Record<string, Strategy> = {
     generation: true,
   },
   'apiextensions.k8s.io/CustomResourceDefinition': { initialStatus: () => ({}), generation: true },
-  'certificates.k8s.io/CertificateSigningRequest': { initialStatus: () => ({}) },
+  'certificates.k8s.io/CertificateSigningRequest': csrStrategy,
 };
 
 const DEFAULT: Strategy = {};

@@ -7,9 +7,13 @@ import { NodeLifecycleController, type NodeLifecycleOptions } from './node-lifec
 import { ReplicaSetController } from './replicaset.js';
 import { DeploymentController } from './deployment.js';
 import { DaemonSetController } from './daemonset.js';
+import { CsrApprovingController } from './certificates-approving.js';
+import { CsrSigningController } from './certificates-signing.js';
 
 /** The controllers `runControllers` starts itself. */
-export const CONTROLLER_NAMES = ['node-lifecycle', 'garbage-collector', 'namespace', 'endpoints', 'replicaset', 'deployment', 'daemonset'] as const;
+export const CONTROLLER_NAMES = [
+  'node-lifecycle', 'garbage-collector', 'namespace', 'endpoints', 'replicaset', 'deployment', 'daemonset', 'csr-approving', 'csr-signing',
+] as const;
 export type ControllerName = (typeof CONTROLLER_NAMES)[number];
 
 export interface ControllerManagerOptions extends Omit<NodeLifecycleOptions, 'onError'> {
@@ -18,6 +22,12 @@ export interface ControllerManagerOptions extends Omit<NodeLifecycleOptions, 'on
   gcDiscoveryPeriodSeconds?: number;
   /** Start only these of the built-in controllers (default all). */
   controllers?: ControllerName[];
+  /**
+   * The CA that csr-signing signs kubelet certificates with (kube-controller-manager's
+   * `--cluster-signing-cert-file/--cluster-signing-key-file`). Without them csr-signing does not run.
+   */
+  clusterSigningCertFile?: string;
+  clusterSigningKeyFile?: string;
   onError?: ErrorSink;
 }
 
@@ -29,8 +39,9 @@ export type ExtraControllers = Controller[] | ((informers: SharedInformers) => C
 
 /**
  * Runs the control loops of the controller manager against `client` until `opts.signal` aborts:
- * node lifecycle, garbage collector, namespace, endpoints and the workload controllers, plus `extra`. Every controller shares
- * one informer per resource. Resolves when all have stopped.
+ * node lifecycle, garbage collector, namespace, endpoints, the workload controllers and the CSR approver
+ * and signer, plus `extra`. Every controller shares one informer per resource. Resolves when all have
+ * stopped.
  */
 export async function runControllers(client: KubeClient, opts: ControllerManagerOptions, extra: ExtraControllers = []): Promise<void> {
   const informers = new SharedInformers(client);
@@ -55,6 +66,12 @@ export async function runControllers(client: KubeClient, opts: ControllerManager
   if (enabled('replicaset')) controllers.push(new ReplicaSetController(client, workload('replicaset')));
   if (enabled('deployment')) controllers.push(new DeploymentController(client, workload('deployment')));
   if (enabled('daemonset')) controllers.push(new DaemonSetController(client, workload('daemonset')));
+  if (enabled('csr-approving')) controllers.push(new CsrApprovingController(client, informers, { onError: opts.onError }));
+  const { clusterSigningCertFile: certFile, clusterSigningKeyFile: keyFile } = opts;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error('the cluster signing certificate and key files must be given together');
+  if (enabled('csr-signing') && certFile !== undefined && keyFile !== undefined) {
+    controllers.push(new CsrSigningController(client, informers, { certFile, keyFile, onError: opts.onError }));
+  }
   controllers.push(...(typeof extra === 'function' ? extra(informers) : extra));
   informers.start(opts.signal);
   await Promise.all(controllers.map((c) => c.run(opts.signal)));

@@ -24,6 +24,8 @@ try {
       signal: stop.signal,
       controllers: component.controllers,
       nodeMonitorGracePeriodSeconds: component.nodeMonitorGracePeriodSeconds,
+      clusterSigningCertFile: component.clusterSigningCertFile,
+      clusterSigningKeyFile: component.clusterSigningKeyFile,
       onError: defaultErrorSink,
     });
   }

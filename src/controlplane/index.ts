@@ -33,6 +33,8 @@ export class ControlPlane {
           name: 'controllers',
           controllers: opts.controllerNames,
           nodeMonitorGracePeriodSeconds: opts.nodeMonitorGracePeriodSeconds,
+          clusterSigningCertFile: server.pki!.caCertPath,
+          clusterSigningKeyFile: server.pki!.caKeyPath,
         }),
       );
     }

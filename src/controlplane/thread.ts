@@ -10,7 +10,14 @@ export const THREAD_STOP_TIMEOUT_MS = 5_000;
 /** What runs on a component thread, with options that are plain data. */
 export type Component =
   | { name: 'scheduler'; schedulerName?: string; resourceScoring?: ResourceScoring; percentageOfNodesToScore?: number; parallelBindings?: number }
-  | { name: 'controllers'; controllers?: ControllerName[]; nodeMonitorGracePeriodSeconds?: number };
+  | {
+      name: 'controllers';
+      controllers?: ControllerName[];
+      nodeMonitorGracePeriodSeconds?: number;
+      /** The cluster CA, for csr-signing (which reads the key from disk). */
+      clusterSigningCertFile?: string;
+      clusterSigningKeyFile?: string;
+    };
 
 export interface ThreadData {
   credentials: Credentials;

@@ -274,6 +274,9 @@ function resourcePaths(def: ResourceDef): Record<string, PathItem> {
       case 'status':
         paths[at] = { parameters: named, ...readWriteOps(def, `${def.kind}Status`, schema, gvk, `status of the specified ${def.kind}`, new Set(['get', 'update', 'patch'])) };
         break;
+      case 'approval':
+        paths[at] = { parameters: named, ...readWriteOps(def, `${def.kind}Approval`, schema, gvk, `approval of the specified ${def.kind}`, new Set(['get', 'update', 'patch'])) };
+        break;
       case 'scale': {
         const scale = { group: 'autoscaling', version: 'v1', kind: 'Scale' };
         paths[at] = { parameters: named, ...readWriteOps(def, `${def.kind}Scale`, ref('io.k8s.api.autoscaling.v1.Scale'), scale, `scale of the specified ${def.kind}`, new Set(['get', 'update', 'patch'])) };

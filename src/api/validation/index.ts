@@ -1,6 +1,7 @@
 import type { ResourceDef } from '../resources.js';
 import type { KubeObject, StatusCause } from '../types.js';
 import { daemonSetRules, deploymentRules, replicaSetRules } from './apps.js';
+import { certificateSigningRequestRules } from './certificates.js';
 import { crdRules } from './crd.js';
 import { configMapRules, secretRules } from './data.js';
 import { metaOf, validateObjectMeta, validateObjectMetaUpdate } from './meta.js';
@@ -22,7 +23,7 @@ import { coreEventRules, eventsEventRules, leaseRules, pvcRules, runtimeClassRul
 export const RULES: Registry = buildRegistry([
   podRules, serviceRules, namespaceRules, nodeRules, configMapRules, secretRules, pvcRules, coreEventRules,
   deploymentRules, replicaSetRules, daemonSetRules, leaseRules, runtimeClassRules, eventsEventRules,
-  roleRules, clusterRoleRules, roleBindingRules, clusterRoleBindingRules, crdRules,
+  roleRules, clusterRoleRules, roleBindingRules, clusterRoleBindingRules, crdRules, certificateSigningRequestRules,
 ]);
 
 function rulesFor(def: ResourceDef): KindRules | undefined {
