@@ -33,7 +33,7 @@ export interface ResourceDef {
   custom?: boolean;
 }
 
-export type Subresource = 'status' | 'finalize' | 'token' | 'scale' | 'binding' | 'eviction' | 'log' | 'exec' | 'attach' | 'portforward' | 'proxy';
+export type Subresource = 'status' | 'approval' | 'finalize' | 'token' | 'scale' | 'binding' | 'eviction' | 'log' | 'exec' | 'attach' | 'portforward' | 'proxy';
 
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
@@ -126,12 +126,14 @@ const BUILTINS: BuiltinSpec[] = [
   { group: 'apiextensions.k8s.io', version: 'v1', kind: 'CustomResourceDefinition', plural: 'customresourcedefinitions', namespaced: false,
     shortNames: ['crd', 'crds'], categories: ['api-extensions'], subresources: ['status'], pkg: 'apiextensions' },
   { group: 'certificates.k8s.io', version: 'v1', kind: 'CertificateSigningRequest', plural: 'certificatesigningrequests', namespaced: false,
-    shortNames: ['csr'], subresources: ['status'], pkg: 'certificates' },
+    shortNames: ['csr'], subresources: ['status', 'approval'], pkg: 'certificates' },
   { group: 'authorization.k8s.io', version: 'v1', kind: 'SelfSubjectAccessReview', plural: 'selfsubjectaccessreviews', namespaced: false,
     verbs: ['create'], pkg: 'authorization' },
   { group: 'authorization.k8s.io', version: 'v1', kind: 'SubjectAccessReview', plural: 'subjectaccessreviews', namespaced: false,
     verbs: ['create'], pkg: 'authorization' },
   { group: 'authentication.k8s.io', version: 'v1', kind: 'SelfSubjectReview', plural: 'selfsubjectreviews', namespaced: false,
+    verbs: ['create'], pkg: 'authentication' },
+  { group: 'authentication.k8s.io', version: 'v1', kind: 'TokenReview', plural: 'tokenreviews', namespaced: false,
     verbs: ['create'], pkg: 'authentication' },
 ];
 

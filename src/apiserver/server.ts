@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { errors, ApiError } from '../api/errors.js';
 import { keyPrefix, objectKey, type ResourceDef } from '../api/resources.js';
@@ -23,8 +24,10 @@ import { RbacAuthorizer, forbiddenMessage, type RequestAttributes } from './auth
 import { writeFileAtomic } from './auth/atomic-file.js';
 import { AGGREGATED_DISCOVERY_TYPE, aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersions } from './discovery.js';
 import { parseAccept, readBody, decodeBody, sendError, sendJson, sendRaw } from './http.js';
+import { respondOnSocket } from './upgrade-proxy.js';
 import { OpenApiService } from './openapi-service.js';
 import { ResourceRegistry } from './registry.js';
+import { NodeProxy } from './node-proxy.js';
 import { requestInfo, type RequestInfo } from './request-info.js';
 import { handleResource } from './resource-handler.js';
 import { Storage, nowTimestamp, type SchemaSource, type TypeSchema } from './storage.js';
@@ -67,6 +70,10 @@ export class ApiServer {
   private namespaces = new Map<string, KubeObject>();
   private adminCredentials?: { certPem: string; keyPem: string; token: string };
   pki?: Pki;
+  /** Reaches node servers for logs, exec, attach, port-forward and nodes/proxy. */
+  private nodeProxy?: NodeProxy;
+  /** Upgraded connections (exec, attach, port-forward) outlive their request; close() ends them. */
+  private readonly upgraded = new Set<Duplex>();
   /** Signs and verifies service-account tokens; serves the serviceaccounts/token subresource. */
   serviceAccountTokens?: ServiceAccountTokens;
 
@@ -109,6 +116,8 @@ export class ApiServer {
 
   async close(): Promise<void> {
     this.abort.abort();
+    this.nodeProxy?.close();
+    for (const socket of this.upgraded) socket.destroy();
     if (this.server) {
       await new Promise<void>((resolve) => {
         this.server!.close(() => resolve());
@@ -186,6 +195,13 @@ export class ApiServer {
     });
     await namespaceDefaults.start(this.abort.signal);
 
+    this.nodeProxy = new NodeProxy({
+      storage: this.storage,
+      pods: def('', 'v1', 'pods'),
+      nodes: def('', 'v1', 'nodes'),
+      tls: { caPem: this.pki.caCertPem, certPem: this.pki.kubeletClientCertPem, keyPem: this.pki.kubeletClientKeyPem },
+    });
+
     const admin = await issueClientCert(this.pki, { cn: 'kubernetes-admin', groups: ['system:masters'] });
     this.adminCredentials = { ...admin, token: tokens[0]!.token };
 
@@ -200,6 +216,7 @@ export class ApiServer {
       },
       (req, res) => void this.handle(req, res),
     );
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head));
     this.server.headersTimeout = 60_000;
     this.server.requestTimeout = 0; // watches and log streams are long-lived
     await new Promise<void>((resolve, reject) => {
@@ -299,6 +316,28 @@ export class ApiServer {
     }
   }
 
+  /** Upgrade requests (WebSocket, SPDY): exec, attach and port-forward to a pod's node, or through nodes/proxy. */
+  private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    this.upgraded.add(socket);
+    socket.on('close', () => this.upgraded.delete(socket));
+    try {
+      const url = new URL(req.url ?? '/', 'https://localhost');
+      const user = this.authn!.authenticate(req);
+      if (!user) throw errors.unauthorized();
+      const info = requestInfo(req.method ?? 'GET', url);
+      this.authorize(user, info);
+      if (!NodeProxy.handles(info) || !this.registry.lookup(info.apiGroup, info.apiVersion, info.resource)) {
+        throw errors.badRequest(`the server does not upgrade connections for ${url.pathname}`);
+      }
+      await this.nodeProxy!.upgrade(req, socket, head, url, info);
+    } catch (err) {
+      if (!(err instanceof ApiError)) console.error(`apiserver: upgrade ${req.url}: ${err instanceof Error ? err.message : String(err)}`);
+      const apiErr = err instanceof ApiError ? err : errors.internal(err instanceof Error ? err.message : String(err));
+      respondOnSocket(socket, apiErr.code, JSON.stringify(apiErr.toStatus()));
+    }
+  }
+
   private authorize(user: UserInfo, info: RequestInfo): void {
     const attrs: RequestAttributes = info.resourceRequest
       ? { verb: info.verb, apiGroup: info.apiGroup, resource: info.resource, subresource: info.subresource, namespace: info.namespace, name: info.name, resourceRequest: true }
@@ -316,10 +355,11 @@ export class ApiServer {
     if (def.group === 'authorization.k8s.io' || def.group === 'authentication.k8s.io') return this.review(req, res, def, user);
     const ctx = { req, res, url, info, def, user, storage: this.storage, cache: this.cache, registry: this.registry };
     if (def.plural === 'serviceaccounts' && info.subresource === 'token') return serveTokenRequest(ctx, this.serviceAccountTokens!);
+    if (NodeProxy.handles(info)) return this.nodeProxy!.serve(req, res, url, info);
     await handleResource(ctx);
   }
 
-  /** SelfSubjectAccessReview, SubjectAccessReview and SelfSubjectReview: answered, never stored. */
+  /** SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectReview and TokenReview: answered, never stored. */
   private async review(req: IncomingMessage, res: ServerResponse, def: ResourceDef, user: UserInfo): Promise<void> {
     if (req.method !== 'POST') throw errors.methodNotAllowed('the server does not allow this method on the requested resource');
     const body = decodeBody(await readBody(req), req.headers['content-type']).value as KubeObject;
@@ -327,6 +367,15 @@ export class ApiServer {
     const out: KubeObject = { ...body, apiVersion: `${def.group}/${def.version}`, kind: def.kind, metadata: { ...(body.metadata ?? {}), creationTimestamp: null as never } };
     if (def.kind === 'SelfSubjectReview') {
       out.status = { userInfo: { username: user.name, uid: user.uid, groups: user.groups, extra: user.extra } };
+      return sendJson(res, 201, out);
+    }
+    if (def.kind === 'TokenReview') {
+      const token = (body.spec as { token?: unknown } | undefined)?.token;
+      if (typeof token !== 'string' || token === '') throw errors.badRequest('token is required for TokenReview in authentication');
+      const found = this.authn!.authenticateToken(token);
+      out.status = found
+        ? { authenticated: true, user: { username: found.name, uid: found.uid ?? '', groups: found.groups, ...(found.extra ? { extra: found.extra } : {}) } }
+        : { authenticated: false };
       return sendJson(res, 201, out);
     }
     const spec = (body.spec ?? {}) as {

@@ -7,7 +7,10 @@ import { nowTimestamp } from './storage.js';
 
 type SubresourceHandler = (ctx: ResourceContext) => Promise<void>;
 
-/** status (get, update, patch) and finalize (update): subresources that write part of the object. */
+/**
+ * status and approval (get, update, patch) and finalize (update): subresources that write part of
+ * the object, the part each may touch being the kind's strategy's business (strategy.ts).
+ */
 async function partialWrite(ctx: ResourceContext): Promise<void> {
   const { info, def, storage } = ctx;
   const sub = info.subresource;
@@ -117,22 +120,12 @@ async function eviction(ctx: ResourceContext): Promise<void> {
   sendJson(ctx.res, 201, successStatus(), opts.warnings);
 }
 
-/** log/exec/attach/portforward reach the pod's node; without a node agent connection they cannot. */
-async function nodeStream(ctx: ResourceContext): Promise<void> {
-  const pod = await ctx.storage.get(ctx.def, ctx.info.namespace, ctx.info.name);
-  const node = (pod.spec as { nodeName?: string }).nodeName;
-  if (!node) throw errors.badRequest(`pod ${ctx.info.name} does not have a host assigned`);
-  throw errors.badRequest(`the node "${node}" of pod ${ctx.info.name} has no agent connection to stream ${ctx.info.subresource} from`);
-}
-
 export const subresourceHandlers: Record<string, SubresourceHandler> = {
   status: partialWrite,
+  approval: partialWrite,
   finalize: partialWrite,
   scale,
   binding,
   eviction,
-  log: nodeStream,
-  exec: nodeStream,
-  attach: nodeStream,
-  portforward: nodeStream,
+  // log, exec, attach, portforward and nodes' proxy reach the node: see node-proxy.ts.
 };

@@ -285,7 +285,7 @@ const ROOT_KINDS = [
   ['apiextensions.k8s.io', 'v1', 'apiextensions.v1', ['CustomResourceDefinition']],
   ['certificates.k8s.io', 'v1', 'certificates.v1', ['CertificateSigningRequest']],
   ['authorization.k8s.io', 'v1', 'authorization.v1', ['SelfSubjectAccessReview', 'SubjectAccessReview']],
-  ['authentication.k8s.io', 'v1', 'authentication.v1', ['SelfSubjectReview', 'TokenRequest']],
+  ['authentication.k8s.io', 'v1', 'authentication.v1', ['SelfSubjectReview', 'TokenRequest', 'TokenReview']],
   ['policy', 'v1', 'policy.v1', ['Eviction']],
   ['autoscaling', 'v1', 'autoscaling.v1', ['Scale']],
 ];

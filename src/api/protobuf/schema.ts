@@ -326,6 +326,21 @@ export const MESSAGES: Readonly<Record<string, readonly FieldDef[]>> = {
     [1, 'token', 'string'],
     [2, 'expirationTimestamp', 'message:meta.v1.Time'],
   ],
+  'authentication.v1.TokenReview': [
+    [1, 'metadata', 'message:meta.v1.ObjectMeta'],
+    [2, 'spec', 'message:authentication.v1.TokenReviewSpec'],
+    [3, 'status', 'message:authentication.v1.TokenReviewStatus'],
+  ],
+  'authentication.v1.TokenReviewSpec': [
+    [1, 'token', 'string'],
+    [2, 'audiences', 'string', 'r'],
+  ],
+  'authentication.v1.TokenReviewStatus': [
+    [1, 'authenticated', 'bool'],
+    [2, 'user', 'message:authentication.v1.UserInfo'],
+    [3, 'error', 'string'],
+    [4, 'audiences', 'string', 'r'],
+  ],
   'authentication.v1.UserInfo': [
     [1, 'username', 'string'],
     [2, 'uid', 'string'],
@@ -2015,6 +2030,7 @@ export const KINDS: Readonly<Record<string, string>> = {
   'authorization.k8s.io/v1/SubjectAccessReview': 'authorization.v1.SubjectAccessReview',
   'authentication.k8s.io/v1/SelfSubjectReview': 'authentication.v1.SelfSubjectReview',
   'authentication.k8s.io/v1/TokenRequest': 'authentication.v1.TokenRequest',
+  'authentication.k8s.io/v1/TokenReview': 'authentication.v1.TokenReview',
   'policy/v1/Eviction': 'policy.v1.Eviction',
   'autoscaling/v1/Scale': 'autoscaling.v1.Scale',
 };

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { canonicalHost, certificateHosts, ensurePki, issueClientCert, signCsr, type Pki } from './pki.js';
+import { KUBELET_CLIENT_CN, canonicalHost, certificateHosts, ensurePki, issueClientCert, issueServingCert, signCsr, type Pki } from './pki.js';
 
 const run = promisify(execFile);
 const tempDirs: string[] = [];
@@ -117,6 +117,33 @@ describe('ensurePki', () => {
     const stranger = await ensurePki(await tempDir(), { hosts: [] });
     await writeFile(join(d, 'ca.key'), await readFile(stranger.caKeyPath));
     await assert.rejects(ensurePki(d, { hosts: [] }), /ca\.crt is not a CA certificate matching .*ca\.key/);
+  });
+
+  test('keeps a kubelet-client certificate for the API server, reissued when missing or foreign', async () => {
+    const cert = new X509Certificate(pki.kubeletClientCertPem);
+    assert.deepEqual(cert.subject.split('\n'), ['O=system:masters', `CN=${KUBELET_CLIENT_CN}`]);
+    assert.deepEqual(cert.keyUsage, ['1.3.6.1.5.5.7.3.2']);
+    assert.ok(cert.checkIssued(new X509Certificate(pki.caCertPem)));
+    assert.equal(await mode(pki.kubeletClientKeyPath), 0o600);
+    const d = await tempDir();
+    const first = await ensurePki(d, { hosts: [] });
+    assert.equal((await ensurePki(d, { hosts: [] })).kubeletClientCertPem, first.kubeletClientCertPem);
+    await rm(first.kubeletClientCertPath);
+    const reissued = await ensurePki(d, { hosts: [] });
+    assert.notEqual(reissued.kubeletClientCertPem, first.kubeletClientCertPem);
+    await writeFile(reissued.kubeletClientCertPath, (await issueClientCert(reissued, { cn: 'someone-else', groups: [] })).certPem);
+    const fixed = await ensurePki(d, { hosts: [] });
+    assert.equal(new X509Certificate(fixed.kubeletClientCertPem).subject, cert.subject);
+    assert.ok(new X509Certificate(fixed.kubeletClientCertPem).checkPrivateKey(createPrivateKey(fixed.kubeletClientKeyPem)));
+  });
+
+  test('issueServingCert signs a server certificate for the given hosts', async () => {
+    const { certPem, keyPem } = await issueServingCert(pki, { cn: 'system:node:n1', hosts: ['127.0.0.1', 'n1.example'] });
+    const cert = new X509Certificate(certPem);
+    assert.deepEqual(certificateHosts(cert), ['n1.example', '127.0.0.1']);
+    assert.deepEqual(cert.keyUsage, ['1.3.6.1.5.5.7.3.1']);
+    assert.ok(cert.checkPrivateKey(createPrivateKey(keyPem)));
+    await assert.rejects(issueServingCert(pki, { cn: 'x', hosts: [] }), /at least one host/);
   });
 
   test('rejects a host that is neither an IP nor a DNS name', async () => {

@@ -13,10 +13,13 @@ import { writeFileAtomic } from './atomic-file.js';
  *   ca.crt / ca.key             the cluster CA; signs serving and client certificates and node CSRs
  *   apiserver.crt / .key        the HTTPS serving certificate
  *   sa.key / sa.pub             the service-account token signing pair (EC P-256, for ES256 JWTs)
+ *   apiserver-kubelet-client.crt / .key
+ *                               the client certificate the API server presents to node servers (logs,
+ *                               exec, port-forward, stats), as kube-apiserver's --kubelet-client-certificate
  *
  * `ensurePki` is idempotent: it creates what is missing, keeps a valid CA forever (rotating it would
  * invalidate every issued credential), and reissues the serving certificate whenever its SAN set, key,
- * issuer or remaining lifetime no longer fit. Keys are 0600, certificates 0644, all written with
+ * issuer or remaining lifetime no longer fit (the kubelet client certificate likewise). Keys are 0600, certificates 0644, all written with
  * write-then-rename. One process owns the directory; concurrent `ensurePki` calls on it are not guarded.
  */
 export interface Pki {
@@ -27,11 +30,16 @@ export interface Pki {
   servingKeyPath: string;
   saKeyPath: string;
   saPubPath: string;
+  kubeletClientCertPath: string;
+  kubeletClientKeyPath: string;
   caCertPem: string;
   servingCertPem: string;
   servingKeyPem: string;
   saPrivateKeyPem: string;
   saPublicKeyPem: string;
+  /** The API server's identity towards node servers: KUBELET_CLIENT_CN in KUBELET_CLIENT_GROUPS. */
+  kubeletClientCertPem: string;
+  kubeletClientKeyPem: string;
   /** The serving certificate's SANs: DNS names, then IP addresses in canonical form. */
   servingHosts: string[];
 }
@@ -77,6 +85,10 @@ export const CLIENT_VALIDITY_DAYS = 365;
 export const SERVING_RENEW_BEFORE_DAYS = 30;
 const OPENSSL_TIMEOUT_MS = 30_000;
 const DAY_MS = 86_400_000;
+
+/** The subject of the API server's client certificate towards node servers, as kubeadm names it. */
+export const KUBELET_CLIENT_CN = 'kube-apiserver-kubelet-client';
+export const KUBELET_CLIENT_GROUPS = ['system:masters'];
 
 const CA_SUBJECT_CN = 'atoll-ca';
 const SERVING_SUBJECT_CN = 'atoll-apiserver';
@@ -126,7 +138,8 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-async function newEcKey(): Promise<{ keyPem: string; pubPem: string }> {
+/** A fresh EC P-256 key pair: PKCS#8 private key and SPKI public key, PEM. */
+export async function newEcKey(): Promise<{ keyPem: string; pubPem: string }> {
   const { privateKey, publicKey } = await promisify(generateKeyPair)('ec', { namedCurve: 'prime256v1' });
   return {
     keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
@@ -253,7 +266,8 @@ async function signLeaf(caCertPath: string, caKeyPath: string, spec: LeafSpec): 
   });
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
+/** A file's text, or undefined when it does not exist. */
+export async function readIfExists(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
@@ -294,17 +308,29 @@ async function ensureCa(caCertPath: string, caKeyPath: string): Promise<string> 
   return created;
 }
 
-function servingCertFits(certPem: string, keyPem: string, ca: X509Certificate, hosts: string[]): boolean {
+/** Whether a stored leaf still fits: its key, issued by `ca`, with life left; `check` adds more. */
+function leafFits(certPem: string, keyPem: string, ca: X509Certificate, check: (cert: X509Certificate) => boolean): boolean {
   try {
     const cert = new X509Certificate(certPem);
     if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return false;
     if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return false;
     if (Date.parse(cert.validTo) - Date.now() < SERVING_RENEW_BEFORE_DAYS * DAY_MS) return false;
-    const have = certificateHosts(cert);
-    return have.length === hosts.length && have.every((h, i) => h === hosts[i]);
+    return check(cert);
   } catch {
     return false;
   }
+}
+
+function servingCertFits(certPem: string, keyPem: string, ca: X509Certificate, hosts: string[]): boolean {
+  return leafFits(certPem, keyPem, ca, (cert) => {
+    const have = certificateHosts(cert);
+    return have.length === hosts.length && have.every((h, i) => h === hosts[i]);
+  });
+}
+
+/** The subject a client certificate of `cn` in `groups` carries, in Node's `X509Certificate.subject` form. */
+function clientSubject(cn: string, groups: string[]): string {
+  return [...groups.map((g) => `O=${g}`), `CN=${cn}`].join('\n');
 }
 
 export async function ensurePki(dir: string, opts: { hosts: string[] }): Promise<Pki> {
@@ -316,6 +342,8 @@ export async function ensurePki(dir: string, opts: { hosts: string[] }): Promise
     servingKeyPath: join(dir, 'apiserver.key'),
     saKeyPath: join(dir, 'sa.key'),
     saPubPath: join(dir, 'sa.pub'),
+    kubeletClientCertPath: join(dir, 'apiserver-kubelet-client.crt'),
+    kubeletClientKeyPath: join(dir, 'apiserver-kubelet-client.key'),
   };
   const hosts = servingHosts(opts.hosts);
   const caCertPem = await ensureCa(paths.caCertPath, paths.caKeyPath);
@@ -346,7 +374,33 @@ export async function ensurePki(dir: string, opts: { hosts: string[] }): Promise
   const saPublicKeyPem = createPublicKey(createPrivateKey(saPrivateKeyPem)).export({ type: 'spki', format: 'pem' }).toString();
   if ((await readIfExists(paths.saPubPath)) !== saPublicKeyPem) await writeFileAtomic(paths.saPubPath, saPublicKeyPem, 0o644);
 
-  return { dir, ...paths, caCertPem, servingCertPem, servingKeyPem, saPrivateKeyPem, saPublicKeyPem, servingHosts: hosts };
+  let kubeletClientCertPem = await readIfExists(paths.kubeletClientCertPath);
+  let kubeletClientKeyPem = await readIfExists(paths.kubeletClientKeyPath);
+  const subject = clientSubject(KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUPS);
+  if (
+    kubeletClientCertPem === undefined ||
+    kubeletClientKeyPem === undefined ||
+    !leafFits(kubeletClientCertPem, kubeletClientKeyPem, ca, (cert) => cert.subject === subject)
+  ) {
+    const issued = await issueLeafClientCert(paths.caCertPath, paths.caKeyPath, KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUPS, CLIENT_VALIDITY_DAYS);
+    kubeletClientCertPem = issued.certPem;
+    kubeletClientKeyPem = issued.keyPem;
+    await writeFileAtomic(paths.kubeletClientKeyPath, kubeletClientKeyPem, 0o600);
+    await writeFileAtomic(paths.kubeletClientCertPath, kubeletClientCertPem, 0o644);
+  }
+
+  return {
+    dir,
+    ...paths,
+    caCertPem,
+    servingCertPem,
+    servingKeyPem,
+    saPrivateKeyPem,
+    saPublicKeyPem,
+    kubeletClientCertPem,
+    kubeletClientKeyPem,
+    servingHosts: hosts,
+  };
 }
 
 function checkDays(days: number): void {
@@ -361,14 +415,36 @@ export async function issueClientCert(pki: Pki, opts: { cn: string; groups: stri
   checkDays(days);
   checkNamePart('user name', opts.cn);
   for (const g of opts.groups) checkNamePart('group', g);
+  return issueLeafClientCert(pki.caCertPath, pki.caKeyPath, opts.cn, opts.groups, days);
+}
+
+async function issueLeafClientCert(caCertPath: string, caKeyPath: string, cn: string, groups: string[], days: number): Promise<IssuedCert> {
   const key = await newEcKey();
-  const certPem = await signLeaf(pki.caCertPath, pki.caKeyPath, {
-    subject: subjectArg(opts.cn, opts.groups),
+  const certPem = await signLeaf(caCertPath, caKeyPath, {
+    subject: subjectArg(cn, groups),
     pubPem: key.pubPem,
     days,
     keyUsage: ['digitalSignature', 'keyEncipherment'],
     extKeyUsage: ['clientAuth'],
     hosts: [],
+  });
+  return { certPem, keyPem: key.keyPem };
+}
+
+/** A serving certificate for `hosts` (DNS names or IPs), e.g. a node server's, signed by the cluster CA. */
+export async function issueServingCert(pki: Pki, opts: { cn: string; hosts: string[]; days?: number }): Promise<IssuedCert> {
+  const days = opts.days ?? SERVING_VALIDITY_DAYS;
+  checkDays(days);
+  checkNamePart('common name', opts.cn);
+  if (opts.hosts.length === 0) throw new Error('a serving certificate needs at least one host');
+  const key = await newEcKey();
+  const certPem = await signLeaf(pki.caCertPath, pki.caKeyPath, {
+    subject: subjectArg(opts.cn, []),
+    pubPem: key.pubPem,
+    days,
+    keyUsage: ['digitalSignature', 'keyEncipherment'],
+    extKeyUsage: ['serverAuth'],
+    hosts: sortHosts(opts.hosts.map(canonicalHost)),
   });
   return { certPem, keyPem: key.keyPem };
 }
@@ -379,7 +455,7 @@ export async function issueClientCert(pki: Pki, opts: { cn: string; groups: stri
  * `opts.cn`/`opts.groups` and `opts.usages`. Deciding whether the requester may have that identity is
  * the caller's job.
  */
-export async function signCsr(pki: Pki, csrPem: string, opts: SignOptions): Promise<string> {
+export async function signCsr(pki: Pick<Pki, 'caCertPath' | 'caKeyPath'>, csrPem: string, opts: SignOptions): Promise<string> {
   checkDays(opts.days);
   checkNamePart('user name', opts.cn);
   for (const g of opts.groups) checkNamePart('group', g);
@@ -409,5 +485,23 @@ export async function signCsr(pki: Pki, csrPem: string, opts: SignOptions): Prom
     keyUsage: [...keyUsage],
     extKeyUsage: [...extKeyUsage],
     hosts,
+  });
+}
+
+/**
+ * A PKCS#10 request for `keyPem` with subject `/O=<group>.../CN=<cn>` and, when `hosts` is given, a
+ * subjectAltName extension of those DNS names and IP addresses: what a node sends to get its client
+ * or serving certificate signed.
+ */
+export async function createCertificateRequest(keyPem: string, opts: { cn: string; groups: string[]; hosts?: string[] }): Promise<string> {
+  checkNamePart('user name', opts.cn);
+  for (const g of opts.groups) checkNamePart('group', g);
+  const hosts = (opts.hosts ?? []).map(canonicalHost);
+  return withTempDir(async (tmp) => {
+    const keyPath = join(tmp, 'req.key');
+    await writeFile(keyPath, keyPem, { mode: 0o600 });
+    const args = ['req', '-new', '-key', keyPath, '-subj', subjectArg(opts.cn, opts.groups), '-sha256'];
+    if (hosts.length) args.push('-addext', `subjectAltName=${hosts.map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).join(',')}`);
+    return openssl(args);
   });
 }
