@@ -37,8 +37,11 @@ export interface ObjectSource {
 export interface NodeFacts {
   nodeName: string;
   hostIP: string;
-  /** The node's allocatable cpu and memory, the default for `resourceFieldRef` limits a container leaves unset. */
-  allocatable: { cpu: string; memory: string };
+  /**
+   * The node's allocatable resources: the default for `resourceFieldRef` limits a container leaves
+   * unset, and the cap of memory-backed volumes.
+   */
+  allocatable: { cpu: string; memory: string; 'ephemeral-storage'?: string };
 }
 
 /**
@@ -71,7 +74,8 @@ export interface CriMount {
  */
 export interface PodVolumes {
   setUp(pod: KubeObject): Promise<void>;
-  mountsFor(pod: KubeObject, containerName: string): CriMount[];
+  /** `env` is the container's resolved environment, which `subPathExpr` expands. */
+  mountsFor(pod: KubeObject, containerName: string, env?: readonly { key: string; value: string }[]): CriMount[];
   refresh(pod: KubeObject): Promise<void>;
   tearDown(podUid: string): Promise<void>;
   /** Pod uids that have volumes on disk: what a restarted agent must clean up if the pod is gone. */

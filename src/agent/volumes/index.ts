@@ -1,0 +1,1 @@
+export { PodVolumeManager, type PodVolumeManagerOptions } from './pod-volume-manager.js';
