@@ -6,9 +6,12 @@ import { ControlPlane } from '../controlplane/index.js';
 import { KubeClient } from '../client/client.js';
 import { defaultErrorSink } from '../controllers/controller.js';
 import { CONTROLLER_NAMES, runControllers, type ControllerName } from '../controllers/manager.js';
+import { checkSigningCa } from '../controllers/certificates-signing.js';
 import { DEFAULT_ADMIN_SOCKET, DEFAULT_LOG_ROOT, DEFAULT_ROOT, DEFAULT_RUN_DIR, DEFAULT_SOCKET, NodeRuntime } from '../runtime/node-runtime.js';
 import { adminRequest, type ImageSummary } from '../runtime/admin.js';
 import { DEFAULT_BRIDGE, DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
+import { registerAgentCommand } from './agent.js';
+import { imageTargets, registerUpCommands, withUpNodeOptions, type ImageTargetFlags } from './up.js';
 import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
 
 const program = new Command('atoll')
@@ -65,11 +68,22 @@ program
   .requiredOption('--kubeconfig <file>', 'kubeconfig of the cluster to manage (its current context is used)')
   .option('--controllers <names>', `comma-separated controllers to run (${CONTROLLER_NAMES.join(', ')})`, CONTROLLER_NAMES.join(','))
   .option('--node-monitor-grace-period <seconds>', 'how long a node may stay silent before it is marked unreachable', '50')
+  .option('--cluster-signing-cert-file <file>', 'CA certificate (PEM) that csr-signing issues kubelet certificates with; csr-signing runs only with it')
+  .option('--cluster-signing-key-file <file>', 'private key (PEM) of --cluster-signing-cert-file')
   .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
   .action(async (raw: Record<string, unknown>, cmd: Command) => {
-    const flags = withConfigFile(raw, ['kubeconfig', 'controllers', 'node-monitor-grace-period'], (name) => cmd.getOptionValueSource(name) === 'cli');
+    const keys = ['kubeconfig', 'controllers', 'node-monitor-grace-period', 'cluster-signing-cert-file', 'cluster-signing-key-file'];
+    const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
     const controllers = parseList(String(flags.controllers), '--controllers', CONTROLLER_NAMES) as ControllerName[];
     const grace = parseSeconds(String(flags.nodeMonitorGracePeriod), '--node-monitor-grace-period');
+    const signing = clusterSigningFiles(flags.clusterSigningCertFile, flags.clusterSigningKeyFile);
+    if (!signing && controllers.includes('csr-signing')) {
+      // The default list names every controller; only an explicit request for csr-signing is an error.
+      if (cmd.getOptionValueSource('controllers') === 'cli') {
+        throw new UsageError('--controllers csr-signing: needs --cluster-signing-cert-file and --cluster-signing-key-file (the CA that signs kubelet certificates)');
+      }
+      controllers.splice(controllers.indexOf('csr-signing'), 1);
+    }
     let client: KubeClient;
     try {
       client = KubeClient.fromKubeconfig(resolve(String(flags.kubeconfig)), 'atoll-controller');
@@ -85,9 +99,23 @@ program
     process.once('SIGINT', () => stop.abort());
     process.once('SIGTERM', () => stop.abort());
     console.log(`atoll controller: running ${controllers.join(', ')}`);
-    await runControllers(client, { signal: stop.signal, controllers, nodeMonitorGracePeriodSeconds: grace, onError: defaultErrorSink });
+    await runControllers(client, { signal: stop.signal, controllers, nodeMonitorGracePeriodSeconds: grace, ...signing, onError: defaultErrorSink });
     client.close();
   });
+
+/** Both cluster-signing flags, resolved and checked to be a matching CA pair, or neither. */
+function clusterSigningFiles(cert: unknown, key: unknown): { clusterSigningCertFile: string; clusterSigningKeyFile: string } | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined) throw new UsageError('--cluster-signing-key-file: needs --cluster-signing-cert-file too');
+  if (key === undefined) throw new UsageError('--cluster-signing-cert-file: needs --cluster-signing-key-file too');
+  const files = { clusterSigningCertFile: resolve(String(cert)), clusterSigningKeyFile: resolve(String(key)) };
+  try {
+    checkSigningCa(files.clusterSigningCertFile, files.clusterSigningKeyFile);
+  } catch (err) {
+    throw new UsageError(`--cluster-signing-cert-file/--cluster-signing-key-file: ${(err as Error).message}; pass the cluster CA certificate and its key (the server's pki/ca.crt and pki/ca.key)`);
+  }
+  return files;
+}
 
 program
   .command('runtime')
@@ -128,35 +156,58 @@ program
 
 const images = program.command('images').description('Images of a node\'s runtime (air-gapped sites load them from files).');
 
-images
-  .command('import <file>')
-  .description('Load an OCI image layout or `docker save` tarball (gzipped or not) into the runtime.')
-  .option('--admin-socket <path>', 'the runtime\'s admin socket', DEFAULT_ADMIN_SOCKET)
-  .action(async (file: string, flags: { adminSocket: string }) => {
-    const path = resolve(file);
-    const result = await adminRequest<{ images: ImageSummary[] }>(flags.adminSocket, 'POST', '/v1/images/import', { path }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        throw new UsageError(`--admin-socket ${flags.adminSocket}: no runtime answers there; start \`atoll runtime\` or pass its --admin-socket`);
-      }
-      throw new UsageError(`${file}: ${err.message}`);
-    });
-    for (const image of result.images) console.log(`imported ${image.repoTags.join(', ') || image.id} (${image.id})`);
-  });
+/** Why a runtime's admin socket refused a request, naming the flag (or the node) that led there. */
+function adminFailure(target: { name?: string; adminSocket: string }, err: NodeJS.ErrnoException, what: string): string {
+  const down = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
+  if (target.name === undefined) {
+    return down ? `--admin-socket ${target.adminSocket}: no runtime answers there; start \`atoll runtime\` or pass its --admin-socket` : `${what}: ${err.message}`;
+  }
+  return down ? `--node ${target.name}: its runtime does not answer on ${target.adminSocket}; is its agent up? (see its agent.log)` : `--node ${target.name}: ${what}: ${err.message}`;
+}
 
-images
-  .command('ls')
-  .description('List the runtime\'s images.')
-  .option('--admin-socket <path>', 'the runtime\'s admin socket', DEFAULT_ADMIN_SOCKET)
-  .action(async (flags: { adminSocket: string }) => {
-    const result = await adminRequest<{ images: ImageSummary[] }>(flags.adminSocket, 'GET', '/v1/images').catch((err: NodeJS.ErrnoException) => {
-      throw new UsageError(`--admin-socket ${flags.adminSocket}: ${err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no runtime answers there; start `atoll runtime` or pass its --admin-socket' : err.message}`);
+withUpNodeOptions(
+  images
+    .command('import <file>')
+    .description('Load an OCI image layout or `docker save` tarball (gzipped or not) into the runtime, or into nodes of `atoll up` (--node NAME, --all).')
+    .option('--admin-socket <path>', 'the runtime\'s admin socket', DEFAULT_ADMIN_SOCKET),
+).action(async (file: string, flags: ImageTargetFlags, cmd: Command) => {
+  const path = resolve(file);
+  const targets = await imageTargets(flags, cmd.getOptionValueSource('adminSocket') === 'cli');
+  const failures: string[] = [];
+  for (const target of targets) {
+    const result = await adminRequest<{ images: ImageSummary[] }>(target.adminSocket, 'POST', '/v1/images/import', { path }).catch((err: NodeJS.ErrnoException) => {
+      failures.push(adminFailure(target, err, file));
+      return undefined;
     });
-    console.log(['IMAGE', 'ID', 'SIZE'].join('\t'));
+    const where = target.name === undefined ? '' : `${target.name}: `;
+    for (const image of result?.images ?? []) console.log(`${where}imported ${image.repoTags.join(', ') || image.id} (${image.id})`);
+  }
+  if (failures.length > 0) throw new UsageError(failures.join('\natoll: '));
+});
+
+withUpNodeOptions(
+  images
+    .command('ls')
+    .description('List the runtime\'s images, or those of nodes of `atoll up` (--node NAME, --all).')
+    .option('--admin-socket <path>', 'the runtime\'s admin socket', DEFAULT_ADMIN_SOCKET),
+).action(async (flags: ImageTargetFlags, cmd: Command) => {
+  const targets = await imageTargets(flags, cmd.getOptionValueSource('adminSocket') === 'cli');
+  const rows: string[][] = [];
+  for (const target of targets) {
+    const result = await adminRequest<{ images: ImageSummary[] }>(target.adminSocket, 'GET', '/v1/images').catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(adminFailure(target, err, target.name === undefined ? `--admin-socket ${target.adminSocket}` : 'listing images'));
+    });
     for (const image of result.images) {
       const id = image.id.replace(/^sha256:/, '').slice(0, 12);
-      for (const tag of image.repoTags.length ? image.repoTags : ['<none>']) console.log([tag, id, `${(image.size / 1024 / 1024).toFixed(1)}MiB`].join('\t'));
+      for (const tag of image.repoTags.length ? image.repoTags : ['<none>']) rows.push([...(target.name === undefined ? [] : [target.name]), tag, id, `${(image.size / 1024 / 1024).toFixed(1)}MiB`]);
     }
-  });
+  }
+  console.log([...(flags.node === undefined && !flags.all ? [] : ['NODE']), 'IMAGE', 'ID', 'SIZE'].join('\t'));
+  for (const row of rows) console.log(row.join('\t'));
+});
+
+registerUpCommands(program);
+registerAgentCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof UsageError) {

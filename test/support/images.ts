@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { busyboxRootfs } from '../../src/runtime/images/busybox.js';
 import { tarDirectory, writeTar } from '../../src/runtime/images/import.js';
 import { MediaType, sha256Digest, type Platform } from '../../src/runtime/images/manifest.js';
 
 /** Small images for tests, built from the host's busybox-static; nothing is fetched. */
 
-export const BUSYBOX = '/usr/bin/busybox';
-export const BUSYBOX_APPLETS = ['sh', 'ls', 'cat', 'echo', 'sleep', 'httpd', 'true', 'false', 'env', 'id', 'hostname', 'mkdir', 'rm', 'wc', 'head', 'ps', 'nc', 'wget', 'date', 'uname', 'touch', 'grep', 'top'];
+export { BUSYBOX, BUSYBOX_APPLETS, busyboxRootfs } from '../../src/runtime/images/busybox.js';
 
 export interface Blob {
   data: Buffer;
@@ -26,18 +26,6 @@ export interface TestImage {
   config: Blob;
   layers: TestLayer[];
   manifest: Blob;
-}
-
-/** A rootfs tree: bin/busybox with applet symlinks, /etc/passwd and /etc/group, /tmp. */
-export async function busyboxRootfs(dir: string): Promise<string> {
-  await mkdir(join(dir, 'bin'), { recursive: true });
-  await mkdir(join(dir, 'etc'), { recursive: true });
-  await mkdir(join(dir, 'tmp'), { recursive: true, mode: 0o1777 });
-  await copyFile(BUSYBOX, join(dir, 'bin', 'busybox'));
-  for (const applet of BUSYBOX_APPLETS) await symlink('busybox', join(dir, 'bin', applet));
-  await writeFile(join(dir, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
-  await writeFile(join(dir, 'etc', 'group'), 'root:x:0:\nnobody:x:65534:\n');
-  return dir;
 }
 
 let busyboxTar: Promise<Buffer> | undefined;
