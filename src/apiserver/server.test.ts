@@ -278,6 +278,16 @@ describe('atoll API server', () => {
       assert.equal((await api.request('DELETE', `${CMS}/pre`, { body: { preconditions: { uid: c.metadata.uid } } })).status, 200);
     });
 
+    it('treats a uid in an update or patch body as a precondition', async () => {
+      const c = (await api.request('POST', CMS, { body: cm('uidpre') })).json<{ metadata: { uid: string } }>();
+      const patch = (uid: string) =>
+        api.request('PATCH', `${CMS}/uidpre`, { body: { metadata: { uid }, data: { k: uid } }, contentType: 'application/merge-patch+json' });
+      const wrong = await patch('0b0c5d9e-0000-4000-8000-000000000000');
+      assert.equal(wrong.status, 409);
+      assert.match(wrong.json<{ message: string }>().message, /Precondition failed: UID in precondition/);
+      assert.equal((await patch(c.metadata.uid)).status, 200);
+    });
+
     it('serves custom resources once their CRD is stored', async () => {
       const crd = {
         apiVersion: 'apiextensions.k8s.io/v1',

@@ -350,6 +350,11 @@ export class Storage {
     const obj = structuredClone(next);
     const meta = obj.metadata as ObjectMeta;
     const oldMeta = old.metadata;
+    // A uid in the body is a precondition, as in kube: it keeps a write meant for a deleted object
+    // (e.g. a node's status patch) off the new object that took its name.
+    if (meta.uid && meta.uid !== oldMeta.uid) {
+      throw errors.conflict({ group: def.group, resource: def.plural, name: oldMeta.name! }, `Precondition failed: UID in precondition: ${meta.uid}, UID in object meta: ${oldMeta.uid}`);
+    }
     meta.uid = oldMeta.uid;
     meta.creationTimestamp = oldMeta.creationTimestamp;
     meta.name = oldMeta.name;
