@@ -73,6 +73,7 @@ export class BridgeNetwork implements Network {
   readonly bridge: string;
   private readonly mtu: number;
   private readonly hostNetns: string | undefined;
+  readonly nodeNetns: string;
   private ready: Promise<HostLocalIpam> | undefined;
 
   constructor(private readonly options: BridgeNetworkOptions) {
@@ -85,6 +86,7 @@ export class BridgeNetwork implements Network {
       throw new NetworkError(`invalid MTU ${this.mtu}: want an integer from ${MIN_MTU} to ${MAX_MTU}`);
     }
     this.hostNetns = options.hostNetns;
+    this.nodeNetns = options.hostNetns ?? `/proc/${process.pid}/ns/net`;
   }
 
   get statePath(): string {

@@ -35,6 +35,9 @@ export interface Network {
   /** Short name of the implementation, e.g. `bridge`. */
   readonly kind: string;
 
+  /** Path of the node's network namespace, which host-network pods share. */
+  readonly nodeNetns: string;
+
   /**
    * Prepares node-level infrastructure and loads persisted state, re-adopting `live` sandboxes and
    * releasing every attachment whose sandbox is not listed. Call once, before the first `setup`.

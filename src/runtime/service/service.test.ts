@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildTestImage } from '../../../test/support/images.js';
-import { freePort, pushImage, startRegistry, type TestRegistry } from '../../../test/support/registry.js';
+import { freePort, pushImage, startProxy, startRegistry, type TestRegistry } from '../../../test/support/registry.js';
 import { cgroupAt, childCgroups, removeCgroup } from '../cgroups.js';
 import { CriCode, criClient, isGrpcError, type ContainerConfig, type CriClient, type PodSandboxConfig } from '../cri/index.js';
 import { ipJson, type IpLink } from '../network/ip.js';
@@ -360,6 +360,54 @@ describe('RuntimeService over the CRI socket', () => {
   it('answers precisely for streaming calls it cannot serve', async () => {
     await expectCode(client.Exec({ container_id: 'x', cmd: ['sh'] }), CriCode.NOT_FOUND);
     await expectCode(client.Attach({ container_id: 'x', stdout: true }), CriCode.NOT_FOUND);
+  });
+
+  it('answers DATA_LOSS for a corrupt layer and keeps no image', async () => {
+    // An image whose config blob the store has never seen, so the corrupted download is not deduplicated away.
+    await pushImage(registry!, 'test/corrupt:1', await buildTestImage({ cmd: ['/bin/sh', '-c', 'echo corrupt'] }));
+    const corrupt = await startProxy(registry!.host, { corruptBlobs: true });
+    try {
+      const ref = `${corrupt.host}/test/corrupt:1`;
+      await expectCode(client.PullImage({ image: { image: ref } }), CriCode.DATA_LOSS, /expected sha256:[0-9a-f]{64}, got sha256:[0-9a-f]{64}/);
+      assert.equal((await client.ImageStatus({ image: { image: ref } })).image, null);
+    } finally {
+      await corrupt.stop();
+    }
+  });
+
+  it('runs host-network pods in the node namespace, updates resources, reopens logs and sets no_new_privs only when asked', async () => {
+    const config = sandboxConfig('hostnet', { linux: { security_context: { namespace_options: { network: 'NODE' } } } as PodSandboxConfig['linux'] });
+    const { pod_sandbox_id } = await client.RunPodSandbox({ config });
+    const start = async (name: string, extra: Partial<ContainerConfig> = {}) => {
+      const { container_id } = await client.CreateContainer({ pod_sandbox_id, config: containerConfig(name, ['sh', '-c', 'echo before; sleep 1000'], extra), sandbox_config: config });
+      await client.StartContainer({ container_id });
+      return container_id;
+    };
+    const c = await start('c');
+    // The node namespace holds the pod bridge; a pod namespace of its own would have only lo.
+    const links = await client.ExecSync({ container_id: c, cmd: ['cat', '/proc/net/dev'], timeout: 10 });
+    assert.match(links.stdout.toString(), new RegExp(`atl-s${suffix}`));
+    assert.equal((await client.PodSandboxStatus({ pod_sandbox_id })).status?.network?.ip ?? '', '');
+    const nnp = async (id: string) => /NoNewPrivs:\s+(\d)/.exec((await client.ExecSync({ container_id: id, cmd: ['cat', '/proc/self/status'], timeout: 10 })).stdout.toString())?.[1];
+    assert.equal(await nnp(c), '0');
+    const locked = await start('locked', { linux: { security_context: { no_new_privs: true } } as ContainerConfig['linux'] });
+    assert.equal(await nnp(locked), '1');
+
+    await client.UpdateContainerResources({ container_id: c, linux: { memory_limit_in_bytes: 96 << 20, cpu_shares: 256 } as never });
+    const limits = await client.ExecSync({ container_id: c, cmd: ['sh', '-c', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'], timeout: 10 });
+    assert.equal(limits.stdout.toString().trim(), String(96 << 20));
+
+    const logPath = join(config.log_directory!, 'c/0.log');
+    await until('the first log line', async () => ((await readFile(logPath, 'utf8').catch(() => '')).includes('before') ? true : undefined));
+    await rename(logPath, `${logPath}.1`);
+    await client.ReopenContainerLog({ container_id: c });
+    await client.ExecSync({ container_id: c, cmd: ['sh', '-c', 'echo after > /proc/1/fd/1'], timeout: 10 });
+    const reopened = await until('a line in the reopened log', async () => {
+      const text = await readFile(logPath, 'utf8').catch(() => '');
+      return text.includes('after') ? text : undefined;
+    });
+    assert.doesNotMatch(reopened, /before/);
+    await client.RemovePodSandbox({ pod_sandbox_id });
   });
 
   it('leaves nothing behind', async () => {

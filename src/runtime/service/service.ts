@@ -413,7 +413,7 @@ export class RuntimeService {
       const spec = containerSpec({
         id,
         sandbox,
-        namespaces: sandbox.hostNetwork ? { ipc: ns.ipc, uts: ns.uts } : { network: ns.net, ipc: ns.ipc, uts: ns.uts },
+        namespaces: { network: sandbox.hostNetwork ? this.options.network.nodeNetns : ns.net, ipc: ns.ipc, uts: ns.uts },
         config,
         image,
         rootfs: record.rootfs,

@@ -136,7 +136,8 @@ export function containerSpec(input: SpecInputs): ContainerSpec {
   if (caps && (caps.add_capabilities.length > 0 || caps.drop_capabilities.length > 0)) {
     spec.capabilities = { add: caps.add_capabilities, drop: caps.drop_capabilities };
   }
-  if (security && !privileged && security.no_new_privs) spec.noNewPrivileges = true;
+  // The kubelet sets no_new_privs only for allowPrivilegeEscalation: false; unset means allowed.
+  spec.noNewPrivileges = !privileged && security?.no_new_privs === true;
   if (seccomp) spec.seccomp = seccomp;
   if (security?.masked_paths.length) spec.maskedPaths = security.masked_paths;
   if (security?.readonly_paths.length) spec.readonlyPaths = security.readonly_paths;
