@@ -1,9 +1,11 @@
-import { NodeInfo, type PodInfo } from './framework.js';
+import type { LabelSelector } from '../api/labels.js';
+import { type AffinityTermGroup, AffinityTermGroups } from './affinity-term-groups.js';
+import { type ClusterView, NodeInfo, type PlacedPod, type PodInfo } from './framework.js';
+import { Listers } from './listers.js';
+import { PodCounters } from './pod-counters.js';
 import type { Node } from './types.js';
 
-interface PodState {
-  info: PodInfo;
-  nodeName: string;
+interface PodState extends PlacedPod {
   /** Placed by this scheduler and not yet seen bound by the informer. */
   assumed: boolean;
 }
@@ -14,12 +16,22 @@ interface PodState {
  * is sent, so the next cycle already sees its requests; the informer's view of the bound pod later
  * confirms it, and a failed binding forgets it. Assumed pods never expire: the binding either
  * succeeds (and the informer reports it) or fails (and the scheduler forgets it).
+ *
+ * For the plugins that read the whole cluster (PodTopologySpread, InterPodAffinity) pods are also
+ * indexed by namespace, counted per node for the label selectors those plugins ask about, and
+ * their affinity terms grouped; all of it is kept current pod by pod. The other objects plugins
+ * read are in `listers`.
  */
-export class SchedulerCache {
+export class SchedulerCache implements ClusterView {
   private readonly nodes = new Map<string, NodeInfo>();
   /** The nodes that exist as Node objects, in a stable order for round-robin filtering. */
   private order: NodeInfo[] = [];
   private readonly pods = new Map<string, PodState>();
+  private readonly byNamespace = new Map<string, Map<string, PodState>>();
+  private readonly counters = new PodCounters();
+  private readonly termGroups = new AffinityTermGroups();
+
+  constructor(readonly listers = new Listers()) {}
 
   /** The schedulable node list; do not modify. */
   nodeList(): readonly NodeInfo[] {
@@ -83,23 +95,74 @@ export class SchedulerCache {
     const state = this.pods.get(key);
     if (!state) return false;
     this.pods.delete(key);
-    const node = this.nodes.get(state.nodeName);
-    if (node) {
-      node.removePod(key);
-      if (!node.node && node.pods.size === 0) this.nodes.delete(state.nodeName);
-    }
+    this.unindex(state);
+    const node = state.node;
+    node.removePod(key);
+    if (!node.node && node.pods.size === 0) this.nodes.delete(node.name);
     return true;
+  }
+
+  podNamespaces(): Iterable<string> {
+    return this.byNamespace.keys();
+  }
+
+  matchingPods(namespace: string, selector: LabelSelector, withTerminating: boolean): ReadonlyMap<NodeInfo, number> {
+    return this.counters.perNode(namespace, selector, withTerminating, () => this.byNamespace.get(namespace)?.values() ?? []);
+  }
+
+  affinityTermGroups(): Iterable<AffinityTermGroup> {
+    return this.termGroups.all();
+  }
+
+  requiredAntiAffinityTermGroups(): Iterable<AffinityTermGroup> {
+    return this.termGroups.requiredAntiAffinity();
+  }
+
+  namespaceLabels(namespace: string): Record<string, string> | undefined {
+    return this.listers.namespaceLabels(namespace);
+  }
+
+  namespacesMatching(selector: LabelSelector): string[] {
+    return this.listers.namespacesMatching(selector);
+  }
+
+  defaultSpreadSelector(pod: PodInfo): LabelSelector {
+    return this.listers.defaultSpreadSelector(pod);
   }
 
   private place(info: PodInfo, nodeName: string, assumed: boolean): void {
     const prior = this.pods.get(info.key);
-    if (prior && prior.nodeName !== nodeName) this.removePod(info.key);
+    if (prior && prior.node.name !== nodeName) this.removePod(info.key);
+    else if (prior) this.unindex(prior);
     let node = this.nodes.get(nodeName);
     if (!node) {
       node = new NodeInfo(nodeName);
       this.nodes.set(nodeName, node);
     }
     node.addPod(info);
-    this.pods.set(info.key, { info, nodeName, assumed });
+    const state: PodState = { info, node, assumed };
+    this.pods.set(info.key, state);
+    this.index(state);
+  }
+
+  private index(state: PodState): void {
+    const { info } = state;
+    let inNamespace = this.byNamespace.get(info.namespace);
+    if (!inNamespace) {
+      inNamespace = new Map();
+      this.byNamespace.set(info.namespace, inNamespace);
+    }
+    inNamespace.set(info.key, state);
+    this.counters.added(state);
+    this.termGroups.added(state);
+  }
+
+  private unindex(state: PodState): void {
+    const { info } = state;
+    const inNamespace = this.byNamespace.get(info.namespace);
+    inNamespace?.delete(info.key);
+    if (inNamespace?.size === 0) this.byNamespace.delete(info.namespace);
+    this.counters.removed(state);
+    this.termGroups.removed(state);
   }
 }

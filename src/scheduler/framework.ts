@@ -1,25 +1,32 @@
 import type { LabelSelector } from '../api/labels.js';
 import { compileTerm, termMatches as matchesTerm, type CompiledTerm } from '../api/scheduling.js';
+import type { AffinityTermGroup } from './affinity-term-groups.js';
+import { type PodAffinityTerms, compileAffinityTerms } from './pod-affinity-terms.js';
 import { type Resources, addTo, allowedPodCount, emptyResources, fromResourceList, podRequests } from './resources.js';
 import type { Node, Pod, Taint, Toleration } from './types.js';
 
 /**
  * The scheduling framework: what a plugin sees and returns.
  *
- * One scheduling cycle places one pod. It runs in a single synchronous pass, so the node
- * bookkeeping it reads cannot change under it:
+ * One scheduling cycle places one pod. It runs in a single synchronous pass, so the cluster it
+ * reads cannot change under it:
  *
- *   1. preFilter(pod) on every plugin that has it. A Status rejects the pod on every node at once
- *      (its reasons become the FailedScheduling summary).
- *   2. filter(pod, node) on every plugin, node by node, starting where the last cycle stopped, until
- *      enough feasible nodes are found (see numFeasibleNodesToFind). The first plugin to return a
- *      Status rules the node out; its reasons are counted for the summary.
- *   3. score(pod, node) on the feasible nodes, 0..MAX_NODE_SCORE per plugin, then normalizeScores
- *      over all of them when the plugin has it, times the plugin's weight, summed.
+ *   1. preFilter(pod, state) on every plugin that has it. A Status rejects the pod on every node at
+ *      once (its reasons become the FailedScheduling summary); SKIP leaves the plugin's filter out
+ *      of this cycle. What the plugin computed over the whole cluster (counts per topology domain,
+ *      say) it writes into the CycleState for its filter.
+ *   2. filter(pod, node, state) on every plugin not skipped, node by node, starting where the last
+ *      cycle stopped, until enough feasible nodes are found (see numFeasibleNodesToFind). The first
+ *      plugin to return a Status rules the node out; its reasons are counted for the summary.
+ *   3. With more than one feasible node: preScore(pod, feasible, state), where SKIP leaves the
+ *      plugin's score out; then score(pod, node, state) on the feasible nodes, 0..MAX_NODE_SCORE per
+ *      plugin after normalizeScores over all of them when the plugin has it, times the plugin's
+ *      weight, summed.
  *   4. The best total wins (ties broken at random); the pod is assumed onto it and bound.
  *
- * Plugins are stateless between cycles: what they need of the pod is precomputed once in PodInfo,
- * and what they need of the node is kept current in NodeInfo as pods come and go.
+ * Plugins keep nothing between cycles: what they need of the pod is precomputed once in PodInfo,
+ * what they need of the node is kept current in NodeInfo as pods come and go, and what they need
+ * of the rest of the cluster they read through state.cluster.
  *
  *   const fit: Plugin = {
  *     name: 'NodeUnschedulable',
@@ -50,13 +57,74 @@ export function unresolvable(...reasons: string[]): Status {
   return { code: 'UnschedulableAndUnresolvable', reasons };
 }
 
+/** Returned by preFilter or preScore: the plugin has nothing to check or score for this pod. */
+export const SKIP = 'Skip';
+export type Skip = typeof SKIP;
+
 export interface Plugin {
   readonly name: string;
-  preFilter?(pod: PodInfo): Status | undefined;
-  filter?(pod: PodInfo, node: NodeInfo): Status | undefined;
-  score?(pod: PodInfo, node: NodeInfo): number;
-  /** Rescales the raw scores of all feasible nodes, in place, to 0..MAX_NODE_SCORE. */
-  normalizeScores?(scores: number[]): void;
+  preFilter?(pod: PodInfo, state: CycleState): Status | Skip | undefined;
+  filter?(pod: PodInfo, node: NodeInfo, state: CycleState): Status | undefined;
+  preScore?(pod: PodInfo, nodes: readonly NodeInfo[], state: CycleState): Skip | undefined;
+  score?(pod: PodInfo, node: NodeInfo, state: CycleState): number;
+  /** Rescales the raw scores of all feasible nodes (`scores[i]` is `nodes[i]`'s), in place, to 0..MAX_NODE_SCORE. */
+  normalizeScores?(scores: number[], nodes: readonly NodeInfo[], state: CycleState): void;
+}
+
+/** A pod counted on a node. */
+export interface PlacedPod {
+  readonly info: PodInfo;
+  /** Its node; `node.node` is undefined once the Node object is gone. */
+  readonly node: NodeInfo;
+}
+
+/**
+ * The cluster as plugins read it beyond the node they are given: the scheduler cache's nodes and
+ * pods (assumed ones included), counted and grouped so that a cycle costs about the number of
+ * nodes rather than the number of pods, and the namespaces, Services and ReplicaSets the scheduler
+ * watches.
+ */
+export interface ClusterView {
+  /** The nodes that exist as Node objects. */
+  nodeList(): readonly NodeInfo[];
+  /** The namespaces that have pods counted on nodes. */
+  podNamespaces(): Iterable<string>;
+  /**
+   * How many pods in the namespace match the selector, per node (nodes without one left out, and
+   * nodes whose Node object is gone included). Terminating pods count only `withTerminating`.
+   */
+  matchingPods(namespace: string, selector: LabelSelector, withTerminating: boolean): ReadonlyMap<NodeInfo, number>;
+  /** The placed pods' podAffinity and podAntiAffinity terms, grouped by equal term. */
+  affinityTermGroups(): Iterable<AffinityTermGroup>;
+  /** The same, for required podAntiAffinity terms only. */
+  requiredAntiAffinityTermGroups(): Iterable<AffinityTermGroup>;
+  /** The namespace's labels; undefined when it is not known. */
+  namespaceLabels(namespace: string): Record<string, string> | undefined;
+  /** The names of the known namespaces whose labels match. */
+  namespacesMatching(selector: LabelSelector): string[];
+  /** The selector default topology spreading counts the pod's siblings with; empty when there is none. */
+  defaultSpreadSelector(pod: PodInfo): LabelSelector;
+}
+
+/** A typed slot in the CycleState, one per thing a plugin keeps for the cycle. */
+export class StateKey<T> {
+  declare private readonly type: T;
+  constructor(readonly name: string) {}
+}
+
+/** What one cycle's plugins share: the cluster, and what each plugin computed for its later calls. */
+export class CycleState {
+  private readonly data = new Map<StateKey<unknown>, unknown>();
+
+  constructor(readonly cluster: ClusterView) {}
+
+  read<T>(key: StateKey<T>): T | undefined {
+    return this.data.get(key) as T | undefined;
+  }
+
+  write<T>(key: StateKey<T>, value: T): void {
+    this.data.set(key, value);
+  }
 }
 
 /** A plugin in a profile, with the weight its scores count for. */
@@ -79,6 +147,9 @@ export interface PodInfo {
   key: string;
   namespace: string;
   name: string;
+  labels: Record<string, string>;
+  /** Deleted and waiting out its grace period: topology spreading no longer counts it. */
+  terminating: boolean;
   requests: Resources;
   /** cpu/memory with unset container requests counted as kube's defaults, for scoring. */
   nonZeroRequests: Resources;
@@ -88,6 +159,10 @@ export interface PodInfo {
   requiredTerms?: CompiledTerm[];
   preferredTerms?: { weight: number; term: CompiledTerm }[];
   priority: number;
+  /** Undefined when the pod has neither podAffinity nor podAntiAffinity. */
+  affinity?: PodAffinityTerms;
+  /** Why the pod's affinity terms do not compile; such a pod is not scheduled. */
+  affinityError?: string;
 }
 
 const podInfos = new WeakMap<Pod, PodInfo>();
@@ -122,11 +197,20 @@ export function podInfo(pod: Pod): PodInfo {
   const required = affinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
   const preferred = affinity?.preferredDuringSchedulingIgnoredDuringExecution;
   const nodeSelector = spec.nodeSelector && Object.keys(spec.nodeSelector).length > 0 ? spec.nodeSelector : undefined;
+  let podAffinity: PodAffinityTerms | undefined;
+  let affinityError: string | undefined;
+  try {
+    podAffinity = compileAffinityTerms(pod);
+  } catch (err) {
+    affinityError = err instanceof Error ? err.message : String(err);
+  }
   const info: PodInfo = {
     pod,
     key: podKey(pod),
     namespace: pod.metadata.namespace ?? '',
     name: pod.metadata.name ?? '',
+    labels: pod.metadata.labels ?? {},
+    terminating: Boolean(pod.metadata.deletionTimestamp),
     requests: podRequests(pod),
     nonZeroRequests: podRequests(pod, true),
     hostPorts: hostPortsOf(pod),
@@ -136,6 +220,8 @@ export function podInfo(pod: Pod): PodInfo {
     requiredTerms: affinity?.requiredDuringSchedulingIgnoredDuringExecution ? (required ?? []).map(compileTerm) : undefined,
     preferredTerms: preferred?.length ? preferred.map((p) => ({ weight: p.weight, term: compileTerm(p.preference ?? {}) })) : undefined,
     priority: spec.priority ?? 0,
+    affinity: podAffinity,
+    affinityError,
   };
   podInfos.set(pod, info);
   return info;

@@ -1,4 +1,4 @@
-import type { NodeInfo, PluginEntry, PodInfo, Status } from './framework.js';
+import { type ClusterView, CycleState, type NodeInfo, type Plugin, type PluginEntry, type PodInfo, SKIP, type Status } from './framework.js';
 
 /** Below this many nodes every node is checked; above it, at least this many feasible ones are looked for. */
 export const MIN_FEASIBLE_NODES_TO_FIND = 100;
@@ -35,6 +35,8 @@ export class FitError {
     readonly numAllNodes: number,
     readonly reasons: ReadonlyMap<string, number>,
     readonly preFilter?: Status,
+    /** The plugins that rejected the pod on some node, or in preFilter. */
+    readonly plugins: ReadonlySet<string> = new Set(preFilter?.plugin ? [preFilter.plugin] : []),
   ) {}
 
   get message(): string {
@@ -55,8 +57,8 @@ export type ScheduleResult = { nodeName: string; evaluatedNodes: number; feasibl
  */
 export class Profile {
   private nextStartNodeIndex = 0;
-  private readonly filters: PluginEntry['plugin'][];
-  private readonly preFilters: PluginEntry['plugin'][];
+  private readonly filters: Plugin[];
+  private readonly preFilters: Plugin[];
   private readonly scorers: PluginEntry[];
 
   constructor(
@@ -69,55 +71,56 @@ export class Profile {
     this.scorers = entries.filter((e) => e.plugin.score && e.weight > 0);
   }
 
-  schedulePod(pod: PodInfo, nodes: readonly NodeInfo[]): ScheduleResult {
+  schedulePod(pod: PodInfo, cluster: ClusterView): ScheduleResult {
+    const nodes = cluster.nodeList();
     const total = nodes.length;
     if (total === 0) return { error: NO_NODES_AVAILABLE };
+    const state = new CycleState(cluster);
+    let filters = this.filters;
     for (const p of this.preFilters) {
-      const status = p.preFilter!(pod);
-      if (status) return { error: new FitError(total, new Map(), { ...status, plugin: p.name }) };
+      const status = p.preFilter!(pod, state);
+      if (status === SKIP) filters = filters.filter((f) => f !== p);
+      else if (status) return { error: new FitError(total, new Map(), { ...status, plugin: p.name }) };
     }
     const want = numFeasibleNodesToFind(total, this.percentageOfNodesToScore);
     const feasible: NodeInfo[] = [];
     const reasons = new Map<string, number>();
+    const rejectedBy = new Set<string>();
     const start = this.nextStartNodeIndex % total;
     let processed = 0;
     while (processed < total && feasible.length < want) {
       const node = nodes[(start + processed) % total]!;
       processed++;
-      const status = this.filter(pod, node);
-      if (!status) feasible.push(node);
-      else for (const r of status.reasons) reasons.set(r, (reasons.get(r) ?? 0) + 1);
+      const rejected = firstRejection(filters, pod, node, state);
+      if (!rejected) {
+        feasible.push(node);
+        continue;
+      }
+      rejectedBy.add(rejected.plugin.name);
+      for (const r of rejected.status.reasons) reasons.set(r, (reasons.get(r) ?? 0) + 1);
     }
     this.nextStartNodeIndex = (start + processed) % total;
-    if (feasible.length === 0) return { error: new FitError(total, reasons) };
-    const chosen = feasible.length === 1 ? feasible[0]! : this.selectHost(pod, feasible);
+    if (feasible.length === 0) return { error: new FitError(total, reasons, undefined, rejectedBy) };
+    const chosen = feasible.length === 1 ? feasible[0]! : this.selectHost(pod, feasible, state);
     return { nodeName: chosen.name, evaluatedNodes: processed, feasibleNodes: feasible.length };
   }
 
-  /** The first filter to reject the node decides, as kube runs filters in order and stops. */
-  filter(pod: PodInfo, node: NodeInfo): Status | undefined {
-    for (const p of this.filters) {
-      const status = p.filter!(pod, node);
-      if (status) return status;
-    }
-    return undefined;
-  }
-
-  /** Weighted sum of the normalized plugin scores per node. */
-  score(pod: PodInfo, nodes: readonly NodeInfo[]): number[] {
+  /** Weighted sum of the normalized plugin scores per node; plugins whose preScore skips add nothing. */
+  score(pod: PodInfo, nodes: readonly NodeInfo[], state: CycleState): number[] {
     const totals = new Array<number>(nodes.length).fill(0);
     const scores = new Array<number>(nodes.length);
     for (const { plugin, weight } of this.scorers) {
-      for (let i = 0; i < nodes.length; i++) scores[i] = plugin.score!(pod, nodes[i]!);
-      plugin.normalizeScores?.(scores);
+      if (plugin.preScore?.(pod, nodes, state) === SKIP) continue;
+      for (let i = 0; i < nodes.length; i++) scores[i] = plugin.score!(pod, nodes[i]!, state);
+      plugin.normalizeScores?.(scores, nodes, state);
       for (let i = 0; i < nodes.length; i++) totals[i]! += scores[i]! * weight;
     }
     return totals;
   }
 
   /** The best-scoring node; among equals each is picked with equal probability (reservoir sampling). */
-  private selectHost(pod: PodInfo, nodes: readonly NodeInfo[]): NodeInfo {
-    const totals = this.score(pod, nodes);
+  private selectHost(pod: PodInfo, nodes: readonly NodeInfo[], state: CycleState): NodeInfo {
+    const totals = this.score(pod, nodes, state);
     let best = 0;
     let ties = 1;
     for (let i = 1; i < nodes.length; i++) {
@@ -131,4 +134,13 @@ export class Profile {
     }
     return nodes[best]!;
   }
+}
+
+/** The first filter to reject the node decides, as kube runs filters in order and stops. */
+function firstRejection(filters: readonly Plugin[], pod: PodInfo, node: NodeInfo, state: CycleState): { plugin: Plugin; status: Status } | undefined {
+  for (const plugin of filters) {
+    const status = plugin.filter!(pod, node, state);
+    if (status) return { plugin, status };
+  }
+  return undefined;
 }

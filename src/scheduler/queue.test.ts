@@ -87,4 +87,20 @@ describe('SchedulingQueue', () => {
     q.flushUnschedulableLeftover();
     assert.equal(q.state(pod.key), 'active');
   });
+
+  it('retries on a placed pod only the pods that plugins caring about placed pods ruled out', () => {
+    let now = 0;
+    const q = new SchedulingQueue(() => now);
+    const spread = testPod({}, {}, 'spread');
+    const big = testPod({}, {}, 'big');
+    q.add(spread);
+    q.add(big);
+    q.unschedulable(q.pop()!, new Set(['NodeAffinity', 'PodTopologySpread']));
+    q.unschedulable(q.pop()!, new Set(['NodeResourcesFit']));
+    now = 60_000;
+    q.moveRejectedByToActiveOrBackoff(['InterPodAffinity', 'PodTopologySpread']);
+    assert.equal(q.state(spread.key), 'active');
+    assert.equal(q.state(big.key), 'unschedulable');
+  });
 });
+

@@ -28,6 +28,8 @@ export interface QueuedPod {
   timestamp: number;
   /** When the last attempt failed. */
   failedAt: number;
+  /** The plugins that ruled out nodes in the last failed attempt. */
+  rejectedBy?: ReadonlySet<string>;
   seq: number;
 }
 
@@ -109,11 +111,12 @@ export class SchedulingQueue {
     if (this.entries.get(entry.info.key) === entry) this.entries.delete(entry.info.key);
   }
 
-  /** The in-flight pod fits nowhere; it waits for a cluster event. */
-  unschedulable(entry: QueuedPod): void {
+  /** The in-flight pod fits nowhere, for the reasons of `rejectedBy`; it waits for a cluster event. */
+  unschedulable(entry: QueuedPod, rejectedBy?: ReadonlySet<string>): void {
     if (this.entries.get(entry.info.key) !== entry) return;
     entry.state = 'unschedulable';
     entry.failedAt = this.now();
+    entry.rejectedBy = rejectedBy;
     this.waiting.set(entry.info.key, entry);
   }
 
@@ -127,6 +130,14 @@ export class SchedulingQueue {
   /** A cluster event that may make unschedulable pods fit: retry them all. */
   moveAllToActiveOrBackoff(): void {
     for (const e of this.waiting.values()) this.moveOne(e);
+  }
+
+  /**
+   * A cluster event that only some plugins care about (a pod placed, say, for inter-pod affinity):
+   * retry the pods one of `plugins` ruled out, as kube's queueing hints do, and leave the others.
+   */
+  moveRejectedByToActiveOrBackoff(plugins: readonly string[]): void {
+    for (const e of this.waiting.values()) if (plugins.some((p) => e.rejectedBy?.has(p))) this.moveOne(e);
   }
 
   /** Retries pods that have waited POD_MAX_IN_UNSCHEDULABLE_MS without an event. */

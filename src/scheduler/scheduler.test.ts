@@ -158,4 +158,51 @@ describe('scheduler against a real API server', () => {
     }, 15_000, 'a pending burst pod to take the freed room');
     assert.equal(refilled.filter((p) => !p.spec?.nodeName).length, 3);
   });
+
+  it("spreads a ReplicaSet's replicas over nodes that resource scoring alone would not use", async () => {
+    const labels = { app: 'spread-web' };
+    const rs = await client.create<KubeObject>(resource('apps/replicasets'), NS, {
+      apiVersion: 'apps/v1',
+      kind: 'ReplicaSet',
+      metadata: { name: 'spread-web' },
+      spec: { replicas: 3, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'c', image: 'atoll.local/pause:latest' }] } } },
+    });
+    // LeastAllocated alone puts every pod on the big node; default spreading outweighs it.
+    await nodes.add('spread-big', { cpu: '64', memory: '256Gi', labels: { suite: 'spread' } });
+    await nodes.add('spread-small', { cpu: '2', memory: '4Gi', labels: { suite: 'spread' } });
+    const ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'spread-web', uid: rs.metadata.uid, controller: true }];
+    const names = ['spread-web-0', 'spread-web-1', 'spread-web-2'];
+    await Promise.all(names.map((name) => client.create(PODS, NS, { ...pod(name, { nodeSelector: { suite: 'spread' } }), metadata: { name, labels, ownerReferences } })));
+    const placed = await Promise.all(names.map(boundNode));
+    assert.deepEqual(new Set(placed), new Set(['spread-big', 'spread-small']));
+    assert.equal(placed.filter((n) => n === 'spread-big').length, 2);
+
+    // The same pods without an owner are not spread: all land on the big node.
+    const loose = ['loose-0', 'loose-1', 'loose-2'];
+    await Promise.all(loose.map((name) => client.create(PODS, NS, { ...pod(name, { nodeSelector: { suite: 'spread' } }), metadata: { name, labels: { app: 'loose' } } })));
+    assert.deepEqual(await Promise.all(loose.map(boundNode)), ['spread-big', 'spread-big', 'spread-big']);
+  });
+
+  it('keeps pods with required anti-affinity apart, reports FailedScheduling when it cannot, and places the pod once a node is added', async () => {
+    await nodes.add('anti-1', { labels: { suite: 'anti' } });
+    await nodes.add('anti-2', { labels: { suite: 'anti' } });
+    const labels = { app: 'anti' };
+    const spec = {
+      nodeSelector: { suite: 'anti' },
+      affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: labels }, topologyKey: 'kubernetes.io/hostname' }] } },
+    };
+    const create = (name: string) => client.create(PODS, NS, { ...pod(name, spec), metadata: { name, labels } });
+    await create('anti-0');
+    await create('anti-1');
+    const placed = [await boundNode('anti-0'), await boundNode('anti-1')];
+    assert.deepEqual(placed.sort(), ['anti-1', 'anti-2']);
+
+    await create('anti-2');
+    const event = await failedScheduling('anti-2');
+    assert.match(event.message, /^0\/\d+ nodes are available: .*2 node\(s\) didn't match pod anti-affinity rules[,.]/);
+    assert.equal((await getPod('anti-2')).spec?.nodeName, undefined);
+
+    await nodes.add('anti-3', { labels: { suite: 'anti' } });
+    assert.equal(await boundNode('anti-2'), 'anti-3');
+  });
 });

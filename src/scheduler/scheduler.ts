@@ -6,8 +6,10 @@ import { SchedulerCache } from './cache.js';
 import { type PluginEntry, type PodInfo, podInfo, podKey } from './framework.js';
 import { NO_NODES_AVAILABLE, Profile } from './profile.js';
 import { SchedulingQueue, type QueuedPod, UNSCHEDULABLE_FLUSH_PERIOD_MS } from './queue.js';
+import { interPodAffinity } from './plugins/inter-pod-affinity.js';
+import { podTopologySpread } from './plugins/pod-topology-spread.js';
 import { type ResourceScoring, defaultProfile } from './registry.js';
-import type { Node, Pod, PodCondition } from './types.js';
+import type { Namespace, Node, Pod, PodCondition, ReplicaSet, Service } from './types.js';
 
 export const DEFAULT_SCHEDULER_NAME = 'default-scheduler';
 /** Bindings sent at once; the client's keep-alive agent holds 32 sockets. */
@@ -48,10 +50,14 @@ export interface SchedulerOptions {
   percentageOfNodesToScore?: number;
   parallelBindings?: number;
   stats?: SchedulerStats;
-  /** Called once the pod and node informers have loaded their first lists. */
+  /** Called once the informers (pods, nodes, namespaces, Services, ReplicaSets) have loaded their first lists. */
   onSynced?: () => void;
   /** Where unexpected failures are reported; stderr by default. */
   log?: (line: string) => void;
+}
+
+function sameLabels(a: Pod, b: Pod): boolean {
+  return JSON.stringify(a.metadata.labels ?? {}) === JSON.stringify(b.metadata.labels ?? {});
 }
 
 function isTerminal(pod: Pod): boolean {
@@ -63,6 +69,9 @@ function isTerminal(pod: Pod): boolean {
 function nodeSchedulingProperties(node: Node): string {
   return JSON.stringify([node.spec?.unschedulable, node.spec?.taints, node.metadata.labels, node.status?.allocatable]);
 }
+
+/** The plugins a pod placed somewhere (or relabelled there) may satisfy: kube's AssignedPodAdd and UpdatePodLabel events. */
+const PLACED_POD_PLUGINS = [interPodAffinity.name, podTopologySpread.name];
 
 function isConnectionReset(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
@@ -141,16 +150,32 @@ export async function runScheduler(client: KubeClient, opts: SchedulerOptions): 
 
   const pods = new Informer<Pod>(client, podsResource);
   const nodes = new Informer<Node>(client, resource('nodes'));
+  // What PodTopologySpread and InterPodAffinity read besides pods and nodes.
+  const namespaces = new Informer<Namespace>(client, resource('namespaces'));
+  const services = new Informer<Service>(client, resource('services'));
+  const replicaSets = new Informer<ReplicaSet>(client, resource('apps/replicasets'));
+  const { listers } = cache;
+  namespaces.on({ add: (ns) => listers.setNamespace(ns), update: (_old, ns) => listers.setNamespace(ns), delete: (ns) => listers.deleteNamespace(ns) });
+  services.on({ add: (svc) => listers.setService(svc), update: (_old, svc) => listers.setService(svc), delete: (svc) => listers.deleteService(svc) });
+  replicaSets.on({ add: (rs) => listers.setReplicaSet(rs), update: (_old, rs) => listers.setReplicaSet(rs), delete: (rs) => listers.deleteReplicaSet(rs) });
+  const informers = [pods, nodes, namespaces, services, replicaSets];
 
   const ours = (pod: Pod) => (pod.spec?.schedulerName ?? DEFAULT_SCHEDULER_NAME) === schedulerName;
 
-  const onPod = (pod: Pod) => {
+  const onPod = (pod: Pod, old?: Pod) => {
     const info = podInfo(pod);
     const nodeName = pod.spec?.nodeName;
     if (nodeName) {
       queue.delete(info.key);
-      if (isTerminal(pod)) removePod(info.key);
-      else cache.addPod(info, nodeName);
+      if (isTerminal(pod)) {
+        removePod(info.key);
+        return;
+      }
+      // Our own placements were announced when assumed; others' are news, as are new labels.
+      const placedByOthers = !old?.spec?.nodeName && !cache.isAssumed(info.key);
+      const relabelled = old?.spec?.nodeName !== undefined && !sameLabels(old, pod);
+      cache.addPod(info, nodeName);
+      if (placedByOthers || relabelled) queue.moveRejectedByToActiveOrBackoff(PLACED_POD_PLUGINS);
     } else if (ours(pod) && !isTerminal(pod) && !pod.metadata.deletionTimestamp) {
       if (!cache.isAssumed(info.key)) queue.add(info);
     } else {
@@ -162,7 +187,7 @@ export async function runScheduler(client: KubeClient, opts: SchedulerOptions): 
     // Only a pod that held resources frees room for others.
     if (cache.removePod(key)) queue.moveAllToActiveOrBackoff();
   };
-  pods.on({ add: onPod, update: (_old, pod) => onPod(pod), delete: (pod) => removePod(podKey(pod)) });
+  pods.on({ add: (pod) => onPod(pod), update: (old, pod) => onPod(pod, old), delete: (pod) => removePod(podKey(pod)) });
   nodes.on({
     add: (node) => {
       cache.addNode(node);
@@ -224,14 +249,15 @@ export async function runScheduler(client: KubeClient, opts: SchedulerOptions): 
   const scheduleOne = (entry: QueuedPod) => {
     const info = entry.info;
     stats.attempts++;
-    const result = profile.schedulePod(info, cache.nodeList());
+    const result = profile.schedulePod(info, cache);
     if ('error' in result) {
       stats.unschedulable++;
-      queue.unschedulable(entry);
+      queue.unschedulable(entry, result.error === NO_NODES_AVAILABLE ? undefined : result.error.plugins);
       fail(entry, result.error === NO_NODES_AVAILABLE ? NO_NODES_AVAILABLE : result.error.message);
       return;
     }
     cache.assume(info, result.nodeName);
+    queue.moveRejectedByToActiveOrBackoff(PLACED_POD_PLUGINS);
     stats.bindsInFlight = ++bindsInFlight;
     const p = bind(entry, info, result.nodeName).finally(() => {
       stats.bindsInFlight = --bindsInFlight;
@@ -241,12 +267,12 @@ export async function runScheduler(client: KubeClient, opts: SchedulerOptions): 
     bindings.add(p);
   };
 
-  const runs = [pods.run(signal), nodes.run(signal)];
+  const runs = informers.map((i) => i.run(signal));
   const flush = setInterval(() => queue.flushUnschedulableLeftover(), UNSCHEDULABLE_FLUSH_PERIOD_MS);
   const stop = () => queue.close();
   signal.addEventListener('abort', stop, { once: true });
   try {
-    await Promise.race([Promise.all([pods.waitForSync(), nodes.waitForSync()]), new Promise((r) => signal.addEventListener('abort', r, { once: true }))]);
+    await Promise.race([Promise.all(informers.map((i) => i.waitForSync())), new Promise((r) => signal.addEventListener('abort', r, { once: true }))]);
     if (!signal.aborted) opts.onSynced?.();
     while (!signal.aborted) {
       if (bindsInFlight >= parallelBindings) {

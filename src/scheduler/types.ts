@@ -1,3 +1,4 @@
+import type { LabelSelectorObject } from '../api/labels.js';
 import type { KubeObject } from '../api/types.js';
 
 // The parts of core/v1 Pod and Node the scheduler reads. They keep Kubernetes' JSON field names so
@@ -30,11 +31,49 @@ export interface Container {
 export type { NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm, Taint, TaintEffect, Toleration } from '../api/scheduling.js';
 import type { NodeAffinity, Taint, Toleration } from '../api/scheduling.js';
 
+export interface PodAffinityTerm {
+  labelSelector?: LabelSelectorObject | null;
+  namespaces?: string[];
+  namespaceSelector?: LabelSelectorObject | null;
+  topologyKey: string;
+}
+
+export interface WeightedPodAffinityTerm {
+  weight: number;
+  podAffinityTerm: PodAffinityTerm;
+}
+
+/** podAffinity and podAntiAffinity have the same shape. */
+export interface PodAffinity {
+  requiredDuringSchedulingIgnoredDuringExecution?: PodAffinityTerm[];
+  preferredDuringSchedulingIgnoredDuringExecution?: WeightedPodAffinityTerm[];
+}
+
+export interface Affinity {
+  nodeAffinity?: NodeAffinity;
+  podAffinity?: PodAffinity;
+  podAntiAffinity?: PodAffinity;
+}
+
+export type NodeInclusionPolicy = 'Honor' | 'Ignore';
+
+export interface TopologySpreadConstraint {
+  maxSkew: number;
+  topologyKey: string;
+  whenUnsatisfiable: 'DoNotSchedule' | 'ScheduleAnyway' | string;
+  labelSelector?: LabelSelectorObject | null;
+  minDomains?: number;
+  nodeAffinityPolicy?: NodeInclusionPolicy;
+  nodeTaintsPolicy?: NodeInclusionPolicy;
+  matchLabelKeys?: string[];
+}
+
 export interface PodSpec {
   nodeName?: string;
   schedulerName?: string;
   nodeSelector?: Record<string, string>;
-  affinity?: { nodeAffinity?: NodeAffinity };
+  affinity?: Affinity;
+  topologySpreadConstraints?: TopologySpreadConstraint[];
   tolerations?: Toleration[];
   containers?: Container[];
   initContainers?: Container[];
@@ -59,4 +98,15 @@ export interface Pod extends KubeObject {
 export interface Node extends KubeObject {
   spec?: { unschedulable?: boolean; taints?: Taint[] };
   status?: { allocatable?: ResourceList; capacity?: ResourceList };
+}
+
+/** The objects besides pods and nodes that plugins read, with only the fields they read. */
+export type Namespace = KubeObject;
+
+export interface Service extends KubeObject {
+  spec?: { selector?: Record<string, string> | null };
+}
+
+export interface ReplicaSet extends KubeObject {
+  spec?: { selector?: LabelSelectorObject | null };
 }

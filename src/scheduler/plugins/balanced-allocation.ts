@@ -5,7 +5,7 @@ import { type NodeInfo, type Plugin, type PodInfo, MAX_NODE_SCORE } from '../fra
  * after placing the pod: (1 - standard deviation of the shares) * 100. With two resources the
  * deviation is half their difference; a resource the node has none of is left out.
  */
-export const balancedAllocation: Plugin = {
+export const balancedAllocation = {
   name: 'NodeResourcesBalancedAllocation',
   score(pod: PodInfo, node: NodeInfo) {
     const { milliCPU, memory } = node.allocatable;
@@ -15,4 +15,4 @@ export const balancedAllocation: Plugin = {
     const std = Math.abs(cpuShare - memoryShare) / 2;
     return Math.floor((1 - std) * MAX_NODE_SCORE);
   },
-};
+} satisfies Plugin;

@@ -3,17 +3,21 @@ import { type NodeInfo, type Plugin, type PodInfo, defaultNormalizeScore, termMa
 
 export const NODE_AFFINITY_REASON = "node(s) didn't match Pod's node affinity/selector";
 
+/** nodeaffinity.GetRequiredNodeAffinity(pod).Match(node): spec.nodeSelector and the required terms. */
+export function fitsRequiredNodeAffinity(pod: PodInfo, node: NodeInfo): boolean {
+  if (pod.nodeSelector && !matches(pod.nodeSelector, node.labels)) return false;
+  return !pod.requiredTerms || pod.requiredTerms.some((t) => termMatches(t, node));
+}
+
 /**
  * NodeAffinity: spec.nodeSelector (every label must match, including what RuntimeClass admission
  * merged in) and the required node affinity (any one of the nodeSelectorTerms; within a term every
  * matchExpression and matchField). Preferred terms add their weight to the node's score.
  */
-export const nodeAffinity: Plugin = {
+export const nodeAffinity = {
   name: 'NodeAffinity',
   filter(pod: PodInfo, node: NodeInfo) {
-    if (pod.nodeSelector && !matches(pod.nodeSelector, node.labels)) return unresolvable(NODE_AFFINITY_REASON);
-    if (pod.requiredTerms && !pod.requiredTerms.some((t) => termMatches(t, node))) return unresolvable(NODE_AFFINITY_REASON);
-    return undefined;
+    return fitsRequiredNodeAffinity(pod, node) ? undefined : unresolvable(NODE_AFFINITY_REASON);
   },
   score(pod: PodInfo, node: NodeInfo) {
     let total = 0;
@@ -23,4 +27,4 @@ export const nodeAffinity: Plugin = {
   normalizeScores(scores: number[]) {
     defaultNormalizeScore(scores, false);
   },
-};
+} satisfies Plugin;

@@ -51,7 +51,7 @@ function leastRequested(requested: number, capacity: number): number {
  * count must stay within allocatable pods. Scores with LeastAllocated over cpu and memory (weight 1
  * each), counting pods without requests at kube's default request.
  */
-export const nodeResourcesFit: Plugin = {
+export const nodeResourcesFit = {
   name: 'NodeResourcesFit',
   filter(pod: PodInfo, node: NodeInfo) {
     if (fits(pod, node)) return undefined;
@@ -62,4 +62,4 @@ export const nodeResourcesFit: Plugin = {
     const memory = leastRequested(node.nonZeroRequested.memory + pod.nonZeroRequests.memory, node.allocatable.memory);
     return Math.floor((cpu + memory) / 2);
   },
-};
+} satisfies Plugin;

@@ -8,10 +8,10 @@ export const NODE_UNSCHEDULABLE_REASON = 'node(s) were unschedulable';
 const UNSCHEDULABLE_TAINT: Taint = { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' };
 
 /** NodeUnschedulable: cordoned nodes (spec.unschedulable) take no new pods. */
-export const nodeUnschedulable: Plugin = {
+export const nodeUnschedulable = {
   name: 'NodeUnschedulable',
   filter(pod: PodInfo, node: NodeInfo) {
     if (!node.unschedulable || isTolerated(pod.tolerations, UNSCHEDULABLE_TAINT)) return undefined;
     return unresolvable(NODE_UNSCHEDULABLE_REASON);
   },
-};
+} satisfies Plugin;

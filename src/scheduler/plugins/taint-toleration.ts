@@ -5,18 +5,24 @@ export function untoleratedTaintReason(taint: Taint): string {
   return `node(s) had untolerated taint {${taint.key}: ${taint.value ?? ''}}`;
 }
 
+/** The first NoSchedule or NoExecute taint of the node the pod does not tolerate. */
+export function untoleratedTaint(pod: PodInfo, node: NodeInfo): Taint | undefined {
+  for (const taint of node.taints) {
+    if (taint.effect !== 'NoSchedule' && taint.effect !== 'NoExecute') continue;
+    if (!isTolerated(pod.tolerations, taint)) return taint;
+  }
+  return undefined;
+}
+
 /**
  * TaintToleration: a pod may land only where it tolerates every NoSchedule and NoExecute taint.
  * PreferNoSchedule taints it does not tolerate only lower the node's score.
  */
-export const taintToleration: Plugin = {
+export const taintToleration = {
   name: 'TaintToleration',
   filter(pod: PodInfo, node: NodeInfo) {
-    for (const taint of node.taints) {
-      if (taint.effect !== 'NoSchedule' && taint.effect !== 'NoExecute') continue;
-      if (!isTolerated(pod.tolerations, taint)) return unresolvable(untoleratedTaintReason(taint));
-    }
-    return undefined;
+    const taint = untoleratedTaint(pod, node);
+    return taint ? unresolvable(untoleratedTaintReason(taint)) : undefined;
   },
   /** The count of untolerated PreferNoSchedule taints; normalizeScores turns fewer into higher. */
   score(pod: PodInfo, node: NodeInfo) {
@@ -31,4 +37,4 @@ export const taintToleration: Plugin = {
   normalizeScores(scores: number[]) {
     defaultNormalizeScore(scores, true);
   },
-};
+} satisfies Plugin;
