@@ -278,6 +278,16 @@ describe('atoll API server', () => {
       assert.equal((await api.request('DELETE', `${CMS}/pre`, { body: { preconditions: { uid: c.metadata.uid } } })).status, 200);
     });
 
+    it('applies concurrent patches of one object one after the other, without a conflict', async () => {
+      await api.request('POST', CMS, { body: cm('concurrent') });
+      const results = await Promise.all(
+        ['a', 'b', 'c', 'd'].map((k) => api.request('PATCH', `${CMS}/concurrent`, { body: { data: { [k]: k } }, contentType: 'application/merge-patch+json' })),
+      );
+      assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200]);
+      const final = (await api.request('GET', `${CMS}/concurrent`)).json<{ data: Record<string, string> }>();
+      assert.deepEqual(Object.keys(final.data).sort(), ['a', 'b', 'c', 'd']);
+    });
+
     it('treats a uid in an update or patch body as a precondition', async () => {
       const c = (await api.request('POST', CMS, { body: cm('uidpre') })).json<{ metadata: { uid: string } }>();
       const patch = (uid: string) =>

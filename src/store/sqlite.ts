@@ -122,6 +122,9 @@ export class SqliteStore implements Store {
   }
 
   async get(key: string): Promise<StoredObject | undefined> {
+    // A write to this key awaits the group commit (scheduled before us): read once it has landed, so
+    // that a read-modify-write built on this read does not conflict with a write already accepted.
+    if (this.batchByKey.has(key)) await new Promise((resolve) => setImmediate(resolve));
     const row = this.latest(key);
     return row && !row.deleted ? stored(row) : undefined;
   }

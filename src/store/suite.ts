@@ -117,6 +117,15 @@ export function storeSuite(
         assert.equal(await store.revision(), updated.modRevision);
       });
 
+      it('reads a write that was accepted before the read, so read-modify-write does not conflict with it', async () => {
+        const created = await store.create(podKey('ns', 'rmw'), pod('ns', 'rmw'));
+        const first = store.update(podKey('ns', 'rmw'), pod('ns', 'rmw', 'nginx'), created.modRevision);
+        const read = await store.get(podKey('ns', 'rmw'));
+        assert.equal(read?.modRevision, (await first).modRevision);
+        const second = await store.update(podKey('ns', 'rmw'), pod('ns', 'rmw', 'redis'), read!.modRevision);
+        assert.equal(imageOf(second.object), 'redis');
+      });
+
       it("fails to update an absent or deleted key with 'notfound'", async () => {
         await rejectsWith(store.update(podKey('ns', 'missing'), pod('ns', 'missing'), 1), 'notfound');
         const created = await store.create(podKey('ns', 'a'), pod('ns', 'a'));
