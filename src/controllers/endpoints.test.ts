@@ -156,7 +156,8 @@ describe('endpoints controller', () => {
 
     await client.create(resource('services'), ns, { metadata: { name: 'empty' }, spec: { selector: { app: 'none' }, ports: [{ port: 80 }] } });
     await waitFor('an empty Endpoints', async () => !!(await find('empty')));
-    assert.equal((await slices('empty')).length, 1, 'one placeholder slice');
+    // Endpoints and EndpointSlices are written separately; the slice may land a moment later.
+    await waitFor('one placeholder slice', async () => (await slices('empty')).length === 1);
     await client.delete(resource('services'), ns, 'empty');
     await waitFor('Endpoints to go with the service', async () => !(await find('empty')));
     await waitFor('slices to go with the service', async () => (await slices('empty')).length === 0);

@@ -5,6 +5,7 @@ import { deepEqual } from '../api/validation/field.js';
 import type { KubeClient } from '../client/client.js';
 import { resource, type Informer } from '../client/informer.js';
 import { WorkQueue } from '../client/workqueue.js';
+import { protectsAutonomousNode } from './autonomy.js';
 import { defaultErrorSink, objectKey, splitKey, waitForSync, type Controller, type ErrorSink, type SharedInformers } from './controller.js';
 
 /**
@@ -24,6 +25,10 @@ import { defaultErrorSink, objectKey, splitKey, waitForSync, type Controller, ty
  *   ports, at most `MAX_ENDPOINTS_PER_SLICE` endpoints each, labelled
  *   `kubernetes.io/service-name` and managed by `endpointslice-controller.k8s.io`, and owned by the
  *   Service; a Service with no endpoints keeps one empty slice, as kube does.
+ * Edge autonomy: a pod on an autonomous node (autonomy.ts) whose node has gone Unknown keeps the
+ * readiness its kubelet last reported, its ContainersReady condition (which only the kubelet
+ * writes), even if a node-lifecycle controller has since set its Ready condition False on the
+ * kubelet's behalf; pods with readiness gates keep their Ready condition as the answer.
  * Services without a selector, and their Endpoints and slices, are left alone. When a Service goes,
  * its Endpoints and slices are deleted.
  */
@@ -74,6 +79,7 @@ export class EndpointsController implements Controller {
   private readonly pods: Informer;
   private readonly endpoints: Informer;
   private readonly slices: Informer;
+  private readonly nodes: Informer;
   private readonly queue = new WorkQueue();
   private readonly onError: ErrorSink;
 
@@ -97,10 +103,16 @@ export class EndpointsController implements Controller {
       if (service) this.queue.add(`${s.metadata.namespace}/${service}`);
     };
     this.slices.on({ update: (_, s) => slice(s), delete: slice });
+    this.nodes = informers.get(resource('nodes'));
+    this.nodes.on({
+      add: (n) => this.nodeChanged(undefined, n),
+      update: (o, n) => this.nodeChanged(o, n),
+      delete: (n) => this.nodeChanged(n, undefined),
+    });
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    if (!(await waitForSync(signal, this.services, this.pods, this.endpoints, this.slices))) return;
+    if (!(await waitForSync(signal, this.services, this.pods, this.endpoints, this.slices, this.nodes))) return;
     for (const svc of this.services.list()) this.queue.add(objectKey(svc));
     await this.queue.run((key) => this.sync(key), signal, ENDPOINTS_WORKERS, (key, err) => this.onError(this.name, key, err));
   }
@@ -115,6 +127,13 @@ export class EndpointsController implements Controller {
     }
   }
 
+  /** Only whether the node keeps its pods' last reported readiness matters here. */
+  private nodeChanged(old: KubeObject | undefined, node: KubeObject | undefined): void {
+    if (keepsReadiness(old) === keepsReadiness(node)) return;
+    const name = (node ?? old)!.metadata.name;
+    for (const pod of this.pods.list()) if (nodeNameOf(pod) === name) this.podChanged(undefined, pod);
+  }
+
   private async sync(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
     const svc = this.services.get(namespace, name);
@@ -126,7 +145,10 @@ export class EndpointsController implements Controller {
     const members = this.pods
       .list(namespace)
       .filter((p) => matches(sel, p.metadata.labels))
-      .flatMap((p) => podEndpoint(p, spec));
+      .flatMap((p) => {
+        const node = nodeNameOf(p);
+        return podEndpoint(p, spec, keepsReadiness(node ? this.nodes.get(undefined, node) : undefined));
+      });
     await this.syncEndpoints(svc, spec, members);
     await this.syncSlices(svc, spec, members);
   }
@@ -236,9 +258,25 @@ function selectorOf(svc: KubeObject): Record<string, string> | undefined {
   return selector && Object.keys(selector).length ? selector : undefined;
 }
 
+/** Whether the node is autonomous and silent, so its pods keep the readiness their kubelet last reported. */
+function keepsReadiness(node: KubeObject | undefined): boolean {
+  if (!node || !protectsAutonomousNode(node)) return false;
+  const conditions = (node.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? [];
+  return conditions.find((c) => c.type === 'Ready')?.status === 'Unknown';
+}
+
+/** The pod's readiness; on a silent autonomous node, the kubelet's last word (ContainersReady). */
+function podReady(pod: KubeObject, keepReadiness: boolean): boolean {
+  const conditions = (pod.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? [];
+  const is = (type: string) => conditions.some((c) => c.type === type && c.status === 'True');
+  if (is('Ready')) return true;
+  if (!keepReadiness || ((pod.spec as { readinessGates?: unknown[] } | undefined)?.readinessGates ?? []).length) return false;
+  return is('ContainersReady');
+}
+
 /** The pod as an endpoint of the service, or nothing when it does not count. */
-function podEndpoint(pod: KubeObject, spec: ServiceSpec): PodEndpoint[] {
-  const status = (pod.status ?? {}) as { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
+function podEndpoint(pod: KubeObject, spec: ServiceSpec, keepReadiness: boolean): PodEndpoint[] {
+  const status = (pod.status ?? {}) as { phase?: string; podIP?: string };
   if (!status.podIP || status.phase === 'Succeeded' || status.phase === 'Failed') return [];
   const ports: EndpointPort[] = [];
   for (const sp of spec.ports ?? []) {
@@ -253,7 +291,7 @@ function podEndpoint(pod: KubeObject, spec: ServiceSpec): PodEndpoint[] {
   return [{
     pod,
     ip: status.podIP,
-    ready: status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    ready: podReady(pod, keepReadiness),
     terminating: !!pod.metadata.deletionTimestamp,
     ports,
   }];

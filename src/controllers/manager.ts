@@ -9,10 +9,11 @@ import { DeploymentController } from './deployment.js';
 import { DaemonSetController } from './daemonset.js';
 import { CsrApprovingController } from './certificates-approving.js';
 import { CsrSigningController } from './certificates-signing.js';
+import { AutonomyController, protectsAutonomousNode } from './autonomy.js';
 
 /** The controllers `runControllers` starts itself. */
 export const CONTROLLER_NAMES = [
-  'node-lifecycle', 'garbage-collector', 'namespace', 'endpoints', 'replicaset', 'deployment', 'daemonset', 'csr-approving', 'csr-signing',
+  'node-lifecycle', 'garbage-collector', 'namespace', 'endpoints', 'replicaset', 'deployment', 'daemonset', 'csr-approving', 'csr-signing', 'autonomy',
 ] as const;
 export type ControllerName = (typeof CONTROLLER_NAMES)[number];
 
@@ -39,9 +40,9 @@ export type ExtraControllers = Controller[] | ((informers: SharedInformers) => C
 
 /**
  * Runs the control loops of the controller manager against `client` until `opts.signal` aborts:
- * node lifecycle, garbage collector, namespace, endpoints, the workload controllers and the CSR approver
- * and signer, plus `extra`. Every controller shares one informer per resource. Resolves when all have
- * stopped.
+ * node lifecycle, garbage collector, namespace, endpoints, the workload controllers, the CSR approver
+ * and signer and the autonomy controller, plus `extra`. Every controller shares one informer per
+ * resource. Resolves when all have stopped.
  */
 export async function runControllers(client: KubeClient, opts: ControllerManagerOptions, extra: ExtraControllers = []): Promise<void> {
   const informers = new SharedInformers(client);
@@ -53,7 +54,8 @@ export async function runControllers(client: KubeClient, opts: ControllerManager
         nodeMonitorGracePeriodSeconds: opts.nodeMonitorGracePeriodSeconds,
         nodeMonitorPeriodSeconds: opts.nodeMonitorPeriodSeconds,
         nodeEvictionRate: opts.nodeEvictionRate,
-        protect: opts.protect,
+        // Edge autonomy: nodes annotated `node.atoll.dev/autonomy` keep their pods Ready and in place.
+        protect: opts.protect ?? protectsAutonomousNode,
         onError: opts.onError,
       }),
     );
@@ -72,6 +74,7 @@ export async function runControllers(client: KubeClient, opts: ControllerManager
   if (enabled('csr-signing') && certFile !== undefined && keyFile !== undefined) {
     controllers.push(new CsrSigningController(client, informers, { certFile, keyFile, onError: opts.onError }));
   }
+  if (enabled('autonomy')) controllers.push(new AutonomyController(client, informers, { onError: opts.onError }));
   controllers.push(...(typeof extra === 'function' ? extra(informers) : extra));
   informers.start(opts.signal);
   await Promise.all(controllers.map((c) => c.run(opts.signal)));

@@ -44,7 +44,8 @@ import { defaultErrorSink, objectKey, splitKey, timestamp, waitForSync, type Con
  * NotReady nor evicts them. The predicate is asked again every check period and on every pod or
  * node change, so an autonomy controller may flip it at any time (an annotation, a deadline). When
  * protection ends, pods whose toleration deadline (counted from the taint's `timeAdded`) has
- * already passed are evicted at once.
+ * already passed are evicted at once. The controller manager passes `protectsAutonomousNode`
+ * (autonomy.ts), which reads the node's `node.atoll.dev/autonomy` annotations.
  */
 
 export const NODE_MONITOR_GRACE_PERIOD_S = 50;
