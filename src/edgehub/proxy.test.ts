@@ -1,0 +1,333 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ApiError } from '../api/errors.js';
+import type { KubeObject, WatchEvent } from '../api/types.js';
+import { issueServingCert } from '../apiserver/auth/pki.js';
+import { KubeClient } from '../client/client.js';
+import { resource } from '../client/informer.js';
+import { startCluster, type Cluster } from '../controllers/workload-testkit.js';
+import { waitFor } from '../../test/support/wait.js';
+import { EdgeHub } from './proxy.js';
+
+const PODS = resource('pods');
+const CONFIGMAPS = resource('configmaps');
+const SECRETS = resource('secrets');
+const NODES = resource('nodes');
+const LEASES = { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', namespaced: true };
+const NODE_LEASES = 'kube-node-lease';
+const NS = 'edge';
+/** Fast probing so the test sees health transitions quickly; thresholds stay at their defaults. */
+const HEALTH = { periodMs: 100, timeoutMs: 500 };
+
+/**
+ * A TCP forwarder standing in for the node's link to the cloud. `cut()` blackholes it as a real
+ * partition does: connections stay open but nothing passes, and new ones never reach the server.
+ * `heal()` drops the stalled connections (as their TCP timeouts would) and forwards again.
+ */
+class Link {
+  private cutOff = false;
+  private readonly sockets = new Set<net.Socket>();
+  private constructor(
+    private readonly server: net.Server,
+    private readonly target: URL,
+  ) {}
+
+  static async start(target: string): Promise<Link> {
+    const server = net.createServer();
+    const link = new Link(server, new URL(target));
+    server.on('connection', (s) => link.accept(s));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return link;
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
+  }
+
+  private accept(client: net.Socket): void {
+    this.track(client);
+    client.on('error', () => undefined);
+    if (this.cutOff) return;
+    const upstream = net.connect(Number(this.target.port), this.target.hostname);
+    this.track(upstream);
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('data', (d) => this.cutOff || upstream.write(d));
+    upstream.on('data', (d) => this.cutOff || client.write(d));
+  }
+
+  private track(s: net.Socket): void {
+    this.sockets.add(s);
+    s.on('close', () => this.sockets.delete(s));
+  }
+
+  cut(): void {
+    this.cutOff = true;
+  }
+
+  heal(): void {
+    for (const s of this.sockets) s.destroy();
+    this.cutOff = false;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+function pod(name: string, labels: Record<string, string>, nodeName: string): KubeObject {
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels }, spec: { nodeName, terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image: 'registry.local/app:1' }] } };
+}
+
+/** A GET over EdgeHub's unix socket, as a local agent without TLS would send it. */
+function overSocket(socketPath: string, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path, headers: { 'User-Agent': 'kubelet/1', Accept: 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`HTTP ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function names(items: KubeObject[]): string[] {
+  return items.map((o) => o.metadata.name!).sort();
+}
+
+async function rejectsWith(p: Promise<unknown>, code: number, message: RegExp): Promise<ApiError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof ApiError, String(err));
+    assert.equal(err.code, code, err.message);
+    assert.match(err.message, message);
+    return err;
+  }
+  assert.fail(`expected a ${code} answer`);
+}
+
+describe('EdgeHub', () => {
+  let cluster: Cluster;
+  let dir: string;
+  let link: Link;
+  let spare: Link;
+  let hub: EdgeHub;
+  let kubelet: KubeClient;
+  let other: KubeClient;
+  const watches = new AbortController();
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'atoll-edgehub-'));
+    cluster = await startCluster();
+    const admin = cluster.server.admin;
+    const pki = cluster.server.pki!;
+    await cluster.client.create(resource('namespaces'), undefined, { metadata: { name: NS } });
+    await cluster.client.create(PODS, NS, pod('a', { app: 'web' }, 'node-a'));
+    await cluster.client.create(PODS, NS, pod('b', { app: 'web' }, 'node-b'));
+    await cluster.client.create(PODS, NS, pod('c', { app: 'db' }, 'node-a'));
+    await cluster.client.create(CONFIGMAPS, NS, { metadata: { name: 'settings' }, data: { mode: 'edge' } });
+    link = await Link.start(cluster.server.url);
+    spare = await Link.start(cluster.server.url);
+    const serving = await issueServingCert(pki, { cn: 'edgehub', hosts: ['127.0.0.1'] });
+    const token = randomBytes(24).toString('base64url');
+    hub = await EdgeHub.start({
+      endpoints: [link.url],
+      credentials: { caPem: admin.caPem, certPem: admin.certPem, keyPem: admin.keyPem },
+      cachePath: join(dir, 'cache.db'),
+      listen: { host: '127.0.0.1', port: 0 },
+      serving,
+      token,
+      health: HEALTH,
+    });
+    kubelet = new KubeClient({ server: hub.url, caPem: pki.caCertPem, token }, 'kubelet/v1.30.0 (linux/amd64)');
+    other = new KubeClient({ server: hub.url, caPem: pki.caCertPem, token }, 'log-agent/0.1');
+  });
+
+  after(async () => {
+    watches.abort();
+    kubelet?.close();
+    other?.close();
+    await hub?.close();
+    await link?.close();
+    await spare?.close();
+    await cluster?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a client without the token', async () => {
+    const stranger = new KubeClient({ server: hub.url, caPem: cluster.server.pki!.caCertPem }, 'kubelet/1');
+    try {
+      await rejectsWith(stranger.list(PODS, NS), 401, /Unauthorized/);
+    } finally {
+      stranger.close();
+    }
+  });
+
+  let onlineWatch: Promise<void>;
+  const watched: WatchEvent[] = [];
+
+  it('passes GET, LIST and WATCH through while online', async () => {
+    assert.equal(hub.health.healthy, true);
+    const all = await kubelet.list(PODS, NS);
+    assert.deepEqual(names(all.items), ['a', 'b', 'c']);
+    const mine = await kubelet.list(PODS, NS, { fieldSelector: 'spec.nodeName=node-a' });
+    assert.deepEqual(names(mine.items), ['a', 'c']);
+    const cm = await kubelet.get(CONFIGMAPS, NS, 'settings');
+    assert.equal((cm as { data?: Record<string, string> }).data?.mode, 'edge');
+    await kubelet.get(resource('namespaces'), undefined, NS);
+
+    onlineWatch = kubelet.watch(PODS, NS, { resourceVersion: all.metadata.resourceVersion }, (e) => watched.push(e), watches.signal);
+    await cluster.client.create(PODS, NS, pod('d', { app: 'web' }, 'node-a'));
+    await waitFor('the watch to deliver pod d', async () => watched.some((e) => e.type === 'ADDED' && e.object.metadata.name === 'd'));
+  });
+
+  it('serves reads from the cache while the cloud is unreachable', async () => {
+    link.cut();
+    await waitFor('the cloud to be marked unhealthy', async () => !hub.health.healthy);
+    await onlineWatch; // ended by EdgeHub when the cloud went away, so the client can relist
+
+    const a = await kubelet.get(PODS, NS, 'a');
+    assert.equal(a.metadata.name, 'a');
+    assert.equal(a.kind, 'Pod');
+    const cm = await kubelet.get(CONFIGMAPS, NS, 'settings');
+    assert.equal((cm as { data?: Record<string, string> }).data?.mode, 'edge');
+    await rejectsWith(kubelet.get(PODS, NS, 'missing'), 404, /not found/);
+    assert.equal((await kubelet.get(resource('namespaces'), undefined, NS)).metadata.name, NS, 'a Namespace is cached under its own name');
+
+    const web = await kubelet.list(PODS, NS, { labelSelector: 'app=web' });
+    assert.deepEqual(names(web.items), ['a', 'b', 'd'], 'pod d came from the watch');
+    const mine = await kubelet.list(PODS, NS, { fieldSelector: 'spec.nodeName=node-a', labelSelector: 'app=web' });
+    assert.deepEqual(names(mine.items), ['a', 'd']);
+    assert.ok(Number(mine.metadata.resourceVersion) > 0, 'a cached list carries a resourceVersion');
+  });
+
+  it('answers 503, never an empty list, for what the cache cannot answer', async () => {
+    await rejectsWith(kubelet.list(PODS, 'kube-system'), 503, /cloud is unreachable and nothing is cached for list pods in namespace "kube-system"/);
+    await rejectsWith(kubelet.list(SECRETS, NS), 503, /nothing is cached/);
+    await rejectsWith(other.list(PODS, NS), 503, /client log-agent/);
+    await rejectsWith(kubelet.get(SECRETS, NS, 'token'), 503, /nothing is cached/);
+    const err = await rejectsWith(kubelet.create(CONFIGMAPS, NS, { metadata: { name: 'new' } }), 503, /node is offline/);
+    assert.equal(err.reason, 'ServiceUnavailable');
+  });
+
+  it('reports the cloud state in /healthz and /metrics', async () => {
+    const health = JSON.parse((await kubelet.raw('GET', '/healthz')).text) as { cloud: { healthy: boolean } };
+    assert.equal(health.cloud.healthy, false);
+    const metrics = (await kubelet.raw('GET', '/metrics')).text;
+    assert.match(metrics, /^edgehub_cloud_healthy 0$/m);
+    assert.match(metrics, /^edgehub_cache_requests_total\{resource="pods",result="hit"\} [1-9]/m);
+    assert.match(metrics, /^edgehub_cache_requests_total\{resource="secrets",result="miss"\} 2$/m);
+    assert.match(metrics, /^edgehub_proxied_bytes_total\{direction="from_cloud"\} [1-9]/m);
+  });
+
+  it('holds an offline watch open and ends it when the cloud returns', async () => {
+    const events: WatchEvent[] = [];
+    const held = kubelet.watch(PODS, NS, { resourceVersion: '0' }, (e) => events.push(e), watches.signal);
+    let ended = false;
+    void held.then(() => (ended = true));
+    await waitFor('the watch to be held', async () => /^edgehub_offline_watches 1$/m.test((await kubelet.raw('GET', '/metrics')).text));
+    await cluster.client.delete(PODS, NS, 'b'); // deleted in the cloud while the node is offline
+    assert.equal(ended, false);
+
+    link.heal();
+    await held;
+    assert.equal(hub.health.healthy, true);
+    assert.deepEqual(events, []);
+
+    // The client relists against the cloud; the unselected list prunes b from the cache.
+    const all = await kubelet.list(PODS, NS);
+    assert.deepEqual(names(all.items), ['a', 'c', 'd']);
+    const cached = hub.cache.list({ component: 'kubelet', group: '', version: 'v1', resource: 'pods', namespace: NS });
+    assert.deepEqual(names(cached!.items), ['a', 'c', 'd']);
+  });
+
+  it('fails over to the next healthy endpoint', async () => {
+    const dir2 = await mkdtemp(join(tmpdir(), 'atoll-edgehub-failover-'));
+    const admin = cluster.server.admin;
+    const socketPath = join(dir2, 'edgehub.sock');
+    const hub2 = await EdgeHub.start({
+      endpoints: [link.url, spare.url],
+      credentials: { caPem: admin.caPem, certPem: admin.certPem, keyPem: admin.keyPem },
+      cachePath: join(dir2, 'cache.db'),
+      listen: { socketPath },
+      health: HEALTH,
+    });
+    try {
+      assert.equal(hub2.health.current(), link.url);
+      assert.equal(hub2.url, `unix://${socketPath}`);
+      assert.deepEqual(names((JSON.parse(await overSocket(socketPath, `/api/v1/namespaces/${NS}/pods`)) as { items: KubeObject[] }).items), ['a', 'c', 'd']);
+      link.cut();
+      await waitFor('failover to the spare endpoint', async () => hub2.health.current() === spare.url);
+      link.heal();
+      await waitFor('return to the preferred endpoint', async () => hub2.health.current() === link.url);
+    } finally {
+      link.heal();
+      await hub2.close();
+      await rm(dir2, { recursive: true, force: true });
+    }
+  });
+  it('accepts node status, pod status and Lease writes offline and replays them on reconnect', async () => {
+    await waitFor('the cloud to be healthy after the failover test', async () => hub.health.healthy);
+    await cluster.client.create(NODES, undefined, { metadata: { name: 'node-a' } });
+    try {
+      await cluster.client.create(resource('namespaces'), undefined, { metadata: { name: NODE_LEASES } });
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 409)) throw err;
+    }
+    await cluster.client.create(LEASES, NODE_LEASES, { metadata: { name: 'node-a' }, spec: { holderIdentity: 'node-a', leaseDurationSeconds: 40 } });
+    // What a kubelet reads before it writes; this fills the cache.
+    await kubelet.get(NODES, undefined, 'node-a');
+    const lease = await kubelet.get(LEASES, NODE_LEASES, 'node-a');
+    const podA = await kubelet.get(PODS, NS, 'a');
+
+    link.cut();
+    await waitFor('the cloud to be marked unhealthy', async () => !hub.health.healthy);
+    const events: WatchEvent[] = [];
+    const held = kubelet.watch(PODS, NS, { fieldSelector: 'spec.nodeName=node-a' }, (e) => events.push(e), watches.signal);
+
+    const node = await kubelet.patch(NODES, undefined, 'node-a', 'strategic', { status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady' }] } }, { subresource: 'status' });
+    assert.equal((node as { status?: { conditions?: { type: string }[] } }).status?.conditions?.[0]?.type, 'Ready');
+    const renewTime = '2026-01-01T00:00:00.000000Z';
+    await kubelet.update(LEASES, { ...lease, spec: { ...(lease.spec as object), renewTime } });
+    // A PUT of status carrying the resourceVersion the node knew, which the cloud will have moved past.
+    const running = await kubelet.update(PODS, { ...podA, status: { phase: 'Running', podIP: '10.1.2.3' } }, { subresource: 'status' });
+    assert.equal((running as { status?: { phase?: string } }).status?.phase, 'Running');
+    assert.equal((await kubelet.get(PODS, NS, 'a') as { status?: { podIP?: string } }).status?.podIP, '10.1.2.3', 'the cache answers with the accepted write');
+    await waitFor('the held watch to see the local write', async () => events.some((e) => e.type === 'MODIFIED' && e.object.metadata.name === 'a'));
+
+    const EVENTS = resource('events');
+    await kubelet.create(EVENTS, NS, { metadata: { name: 'a.started' }, involvedObject: { kind: 'Pod', namespace: NS, name: 'a' }, reason: 'Started', message: 'offline', type: 'Normal' });
+    await rejectsWith(kubelet.patch(PODS, NS, 'a', 'merge', { spec: { activeDeadlineSeconds: 5 } }), 503, /node is offline/);
+    await rejectsWith(kubelet.delete(PODS, NS, 'c'), 503, /node is offline/);
+    assert.equal(hub.cache.queueDepth(), 4);
+
+    // Meanwhile the cloud changes pod a; the replay must not clobber that.
+    await cluster.client.patch(PODS, NS, 'a', 'merge', { metadata: { labels: { tier: 'front' } } });
+
+    link.heal();
+    await held;
+    await waitFor('the queue to drain', async () => hub.cache.queueDepth() === 0);
+    const cloudNode = await cluster.client.get(NODES, undefined, 'node-a');
+    assert.equal((cloudNode as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+    const cloudLease = await cluster.client.get(LEASES, NODE_LEASES, 'node-a');
+    assert.equal((cloudLease.spec as { renewTime?: string }).renewTime, renewTime);
+    const cloudPod = await cluster.client.get(PODS, NS, 'a');
+    assert.equal((cloudPod as { status?: { podIP?: string } }).status?.podIP, '10.1.2.3');
+    assert.equal(cloudPod.metadata.labels?.tier, 'front', 'the cloud-side change survived the replay');
+    const event = await cluster.client.get(resource('events'), NS, 'a.started');
+    assert.equal((event as { reason?: string }).reason, 'Started');
+    const metrics = (await kubelet.raw('GET', '/metrics')).text;
+    assert.match(metrics, /^edgehub_replayed_writes_total\{result="resolved_conflict"\} 1$/m);
+    assert.match(metrics, /^edgehub_write_queue_depth 0$/m);
+  });
+});
