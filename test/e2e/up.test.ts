@@ -189,6 +189,49 @@ describe('atoll up --nodes 2', { timeout: 900_000 }, () => {
     assert.match(events, /Unhealthy/);
   });
 
+  it('configMap and secret volumes, env from them and the downward API reach the container; volumes follow updates', async () => {
+    await k('create', 'configmap', 'settings', '--from-literal=mode=first');
+    await k('create', 'secret', 'generic', 'creds', '--from-literal=password=s3cret');
+    await apply(k, dir, [
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'reader', labels: { app: 'reader' } },
+        spec: {
+          containers: [
+            {
+              name: 'main',
+              image: 'atoll.local/busybox:latest',
+              command: ['sleep', '3600'],
+              env: [
+                { name: 'MODE', valueFrom: { configMapKeyRef: { name: 'settings', key: 'mode' } } },
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+              ],
+              envFrom: [{ secretRef: { name: 'creds' } }],
+              volumeMounts: [
+                { name: 'settings', mountPath: '/etc/settings' },
+                { name: 'creds', mountPath: '/etc/creds', readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'settings', configMap: { name: 'settings' } },
+            { name: 'creds', secret: { secretName: 'creds' } },
+          ],
+        },
+      },
+    ]);
+    await eventually(async () => ready(await json('get', 'pod', 'reader')), READY_TIMEOUT_MS, 'reader ready');
+    const env = await k('exec', 'reader', '--', 'env');
+    assert.match(env, /^MODE=first$/m);
+    assert.match(env, /^POD_NAME=reader$/m);
+    assert.match(env, /^password=s3cret$/m);
+    assert.equal(await k('exec', 'reader', '--', 'cat', '/etc/settings/mode'), 'first');
+    assert.equal(await k('exec', 'reader', '--', 'cat', '/etc/creds/password'), 's3cret');
+    await k('patch', 'configmap', 'settings', '--type=merge', '-p', '{"data":{"mode":"second"}}');
+    await eventually(async () => (await k('exec', 'reader', '--', 'cat', '/etc/settings/mode')) === 'second', READY_TIMEOUT_MS, 'the configMap update in the volume');
+  });
+
   it('kill -9 of an agent leaves its containers running; the restarted agent adopts them with the same IDs', async () => {
     await eventually(async () => ready(await json('get', 'pod', 'talker')), READY_TIMEOUT_MS, 'talker ready');
     const node = (await json('get', 'pod', 'talker')).spec.nodeName as string;
