@@ -96,13 +96,17 @@ function parseRecord(text: string, id: string): ContainerRecord {
   return value as ContainerRecord;
 }
 
-/** Writes a file so that a crash leaves the old content or the new, never a mix. */
-async function writeFileAtomic(path: string, data: string): Promise<void> {
+/**
+ * Writes a file so that a crash leaves the old content or the new, never a mix. `durable: false` skips
+ * the fsync, for files read only while their container lives: a power loss that could drop their bytes
+ * ends the container too.
+ */
+async function writeFileAtomic(path: string, data: string, durable = true): Promise<void> {
   const temporary = `${path}.${randomBytes(4).toString('hex')}.tmp`;
   const handle = await open(temporary, 'w', 0o600);
   try {
     await handle.writeFile(data);
-    await handle.sync();
+    if (durable) await handle.sync();
   } finally {
     await handle.close();
   }
@@ -265,7 +269,6 @@ export class RuncHandler implements RuntimeHandler {
     }
     try {
       const oci = await this.ociSpec(spec);
-      await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(oci, null, 1));
       const record: ContainerRecord = {
         id,
         name: spec.name ?? id,
@@ -281,8 +284,14 @@ export class RuncHandler implements RuntimeHandler {
         annotations: { ...spec.annotations },
       };
       this.records.set(id, record);
-      await this.persist(record);
-      await mkdir(dirname(spec.logPath), { recursive: true });
+      // Independent, so at once (adopt() destroys a bundle whose record is missing or still 'creating');
+      // all settle before a failure is handled, so the cleanup below races no write into the bundle.
+      const prepared = await Promise.allSettled([
+        writeFileAtomic(join(dir, 'config.json'), JSON.stringify(oci, null, 1), false),
+        this.persist(record),
+        mkdir(dirname(spec.logPath), { recursive: true }),
+      ]);
+      for (const step of prepared) if (step.status === 'rejected') throw step.reason;
       record.pid = await this.runConmon(spec, dir);
       record.conmonPid = Number((await readFile(join(dir, 'conmon.pid'), 'utf8')).trim());
       record.status = 'created';
@@ -607,7 +616,7 @@ export class RuncHandler implements RuntimeHandler {
     const tag = randomBytes(6).toString('hex');
     const processFile = join(dir, `exec-${tag}.json`);
     const pidFile = join(dir, `exec-${tag}.pid`);
-    await writeFileAtomic(processFile, JSON.stringify({ ...config.process, args: cmd, terminal: tty }));
+    await writeFileAtomic(processFile, JSON.stringify({ ...config.process, args: cmd, terminal: tty }), false);
     const runcArgs = ['--root', this.runcRoot, 'exec', '--process', processFile, '--pid-file', pidFile, id];
     const stdio = [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] as const;
     const child: ChildProcess = tty

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
-import { writeFileAtomic } from '../../apiserver/auth/atomic-file.js';
+import { basename, dirname, join } from 'node:path';
 
 /**
  * Pod sandbox namespaces without a pause container.
@@ -324,6 +324,24 @@ export function renderHosts(hostname: string, podIPs: readonly string[]): string
   return lines.map((l) => `${l}\n`).join('');
 }
 
+/**
+ * Replaces `path` by write-then-rename, so a reader (a container bind-mounting it) never sees half a
+ * file. No fsync: the pod DNS files matter only while the sandbox's namespaces exist, and a power loss
+ * that could drop unsynced bytes ends those namespaces too (recovery then marks the sandbox not ready).
+ */
+async function replaceFile(path: string, data: string, mode: number): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await writeFile(tmp, data, { mode, flag: 'wx' });
+    // Explicitly, so the process umask cannot narrow what containers may read.
+    await chmod(tmp, mode);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
 /** Writes `hostname`, `hosts` and `resolv.conf` for a sandbox into `dir`, each replaced atomically. */
 export async function writePodDnsFiles(dir: string, options: PodDnsFilesOptions): Promise<PodDnsFiles> {
   validateHostname(options.hostname);
@@ -339,9 +357,9 @@ export async function writePodDnsFiles(dir: string, options: PodDnsFilesOptions)
     resolvConf: join(dir, 'resolv.conf'),
   };
   await Promise.all([
-    writeFileAtomic(files.hostname, `${options.hostname}\n`, 0o644),
-    writeFileAtomic(files.hosts, hosts, 0o644),
-    writeFileAtomic(files.resolvConf, resolv, 0o644),
+    replaceFile(files.hostname, `${options.hostname}\n`, 0o644),
+    replaceFile(files.hosts, hosts, 0o644),
+    replaceFile(files.resolvConf, resolv, 0o644),
   ]);
   return files;
 }
