@@ -1,0 +1,147 @@
+import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  FrameDecoder, PROTOCOL_VERSION, PROTOCOL_VERSIONS, encodeFrame, parseResponse,
+  type AgentErrorCode, type HelloResult, type Op, type OpArgs, type OpResults, type Response,
+} from './agent-protocol.js';
+
+/** How long a call waits for its answer unless the caller says otherwise. */
+export const AGENT_CALL_TIMEOUT_MS = 10_000;
+/** How often connect() retries while QEMU has not yet created the agent socket. */
+const CONNECT_RETRY_MS = 20;
+
+export type AgentCallErrorCode = AgentErrorCode | 'Timeout' | 'Disconnected' | 'Protocol';
+
+/** A failed agent call: the agent's own error code, or what went wrong on the way to it. */
+export class AgentCallError extends Error {
+  override name = 'AgentCallError';
+  constructor(readonly code: AgentCallErrorCode, message: string) {
+    super(message);
+  }
+}
+
+export interface ExecOutput { exitCode: number; signal: string | null; stdout: Buffer; stderr: Buffer }
+
+interface Pending { op: Op; resolve(result: unknown): void; reject(err: Error): void; timer: NodeJS.Timeout }
+
+/**
+ * The host side of the guest agent protocol, over the unix socket QEMU serves for the agent's
+ * virtio-serial port. Requests carry increasing ids; each answer is matched by id, so calls may
+ * overlap. A call that gets no answer in time fails with code 'Timeout' and its late answer is dropped.
+ */
+export class AgentClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly decoder = new FrameDecoder();
+  private failure: AgentCallError | null = null;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('error', (err) => this.fail(new AgentCallError('Disconnected', `agent socket: ${err.message}`)));
+    socket.on('close', () => this.fail(new AgentCallError('Disconnected', 'agent connection closed')));
+  }
+
+  /** Connects to `socketPath`, retrying while the socket does not exist yet, until `timeoutMs` passes. */
+  static async connect(socketPath: string, timeoutMs: number, signal?: AbortSignal): Promise<AgentClient> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      signal?.throwIfAborted();
+      try {
+        return new AgentClient(await connectOnce(socketPath));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) {
+          throw new AgentCallError('Disconnected', `cannot connect to the agent socket ${socketPath}: ${(err as Error).message}`);
+        }
+      }
+      await sleep(CONNECT_RETRY_MS, undefined, { signal });
+    }
+  }
+
+  /** Negotiates the protocol version; the first call on a connection. */
+  async hello(timeoutMs = AGENT_CALL_TIMEOUT_MS): Promise<HelloResult> {
+    const result = await this.call('hello', { versions: [...PROTOCOL_VERSIONS] }, timeoutMs);
+    if (!(PROTOCOL_VERSIONS as readonly number[]).includes(result.version)) {
+      throw new AgentCallError('UnsupportedVersion', `agent chose protocol version ${result.version}, host speaks ${PROTOCOL_VERSIONS.join(', ')}`);
+    }
+    return result;
+  }
+
+  /** Runs argv in the guest to completion. `timeoutMs` bounds the command; the call waits a little longer. */
+  async exec(argv: string[], options: { env?: string[]; cwd?: string; timeoutMs?: number } = {}): Promise<ExecOutput> {
+    const callTimeout = options.timeoutMs === undefined ? AGENT_CALL_TIMEOUT_MS : options.timeoutMs + AGENT_CALL_TIMEOUT_MS;
+    const result = await this.call('exec', { argv, env: options.env, cwd: options.cwd, timeoutMs: options.timeoutMs }, callTimeout);
+    return { exitCode: result.exitCode, signal: result.signal, stdout: Buffer.from(result.stdout, 'base64'), stderr: Buffer.from(result.stderr, 'base64') };
+  }
+
+  /** Starts argv in the background and returns its guest pid. */
+  async start(argv: string[], options: { env?: string[]; cwd?: string } = {}): Promise<number> {
+    return (await this.call('start', { argv, env: options.env, cwd: options.cwd })).pid;
+  }
+
+  async signal(pid: number, signal: string | number): Promise<void> {
+    await this.call('signal', { pid, signal });
+  }
+
+  /** Waits for a started process to exit; the agent forgets it afterwards. */
+  async wait(pid: number, timeoutMs = AGENT_CALL_TIMEOUT_MS): Promise<OpResults['wait']> {
+    return this.call('wait', { pid }, timeoutMs);
+  }
+
+  call<O extends Op>(op: O, args: OpArgs[O], timeoutMs = AGENT_CALL_TIMEOUT_MS): Promise<OpResults[O]> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<OpResults[O]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new AgentCallError('Timeout', `agent did not answer '${op}' (request ${id}) within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { op, resolve: resolve as (result: unknown) => void, reject, timer });
+      this.socket.write(encodeFrame({ v: PROTOCOL_VERSION, id, op, ...args }));
+    });
+  }
+
+  close(): void {
+    this.fail(new AgentCallError('Disconnected', 'agent client closed'));
+    this.socket.destroy();
+  }
+
+  private receive(chunk: Buffer): void {
+    let responses: Response[];
+    try {
+      responses = this.decoder.push(chunk).map(parseResponse);
+    } catch (err) {
+      this.fail(new AgentCallError('Protocol', `malformed message from the agent: ${(err as Error).message}`));
+      this.socket.destroy();
+      return;
+    }
+    for (const response of responses) {
+      const pending = this.pending.get(response.id);
+      if (!pending) continue;
+      this.pending.delete(response.id);
+      clearTimeout(pending.timer);
+      if (response.ok) pending.resolve(response.result);
+      else pending.reject(new AgentCallError(response.error.code, `agent '${pending.op}': ${response.error.message}`));
+    }
+  }
+
+  private fail(err: AgentCallError): void {
+    this.failure ??= err;
+    for (const [id, pending] of this.pending) {
+      clearTimeout(pending.timer);
+      pending.reject(err);
+      this.pending.delete(id);
+    }
+  }
+}
+
+function connectOnce(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
