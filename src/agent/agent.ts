@@ -1,11 +1,12 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { ApiError } from '../api/errors.js';
 import type { KubeObject } from '../api/types.js';
 import { KubeClient } from '../client/client.js';
 import { EventRecorder } from '../client/events.js';
 import { Informer, resource } from '../client/informer.js';
+import { EdgeHub } from '../edgehub/proxy.js';
 import { criClient, type CriClient } from '../runtime/cri/client.js';
 import { NodeRuntime } from '../runtime/node-runtime.js';
 import { apiObjectSource } from './api-source.js';
@@ -14,6 +15,7 @@ import type { NodeFacts } from './contracts.js';
 import { resolveEnv } from './env.js';
 import { NodeHeartbeat } from './heartbeat.js';
 import { hostCapacity } from './node-status.js';
+import { keepingTokens } from './offline-tokens.js';
 import { PodWorkers, StatusManager, pullSecretsAuth } from './pods/index.js';
 import { startNodeServer } from './server/index.js';
 import { PodVolumeManager } from './volumes/index.js';
@@ -23,8 +25,8 @@ export const DEFAULT_AGENT_PORT = 10250;
 const RUNTIME_CLASSES = resource('node.k8s.io/runtimeclasses');
 
 export interface AgentOptions {
-  /** The API server's URL. */
-  server: string;
+  /** The cloud API servers' URLs, preferred first; the node joins through the first. */
+  servers: string[];
   /** The cluster CA the server's certificate must chain to. */
   caPem: string;
   /** Bootstrap token; needed only while the node has no valid client certificate. */
@@ -38,6 +40,8 @@ export interface AgentOptions {
   address: string;
   port: number;
   registriesFile?: string;
+  /** How often EdgeHub probes the cloud; default its own (10 s). */
+  probePeriodMs?: number;
   log?: (line: string) => void;
 }
 
@@ -49,15 +53,26 @@ export function agentPaths(dataDir: string) {
     run: join(dataDir, 'run'),
     criSocket: join(dataDir, 'run', 'cri.sock'),
     adminSocket: join(dataDir, 'run', 'admin.sock'),
+    edgehubSocket: join(dataDir, 'run', 'edgehub.sock'),
+    edgehubCache: join(dataDir, 'edgehub', 'cache.db'),
+    tokens: join(dataDir, 'tokens'),
     logs: join(dataDir, 'logs', 'pods'),
     pods: join(dataDir, 'pods'),
   };
 }
 
+/** EdgeHub's socket admits only the agent's own user. */
+const EDGEHUB_SOCKET_MODE = 0o600;
+
 /**
  * `atoll agent`: one edge node. It joins the cluster (bootstrap token → CSR → client and serving
  * certificates), runs the CRI runtime in-process and drives it over its CRI socket, registers and
  * heartbeats its Node, runs the pods bound to it, and serves the node API on :10250.
+ *
+ * Every API call goes through an embedded EdgeHub on `run/edgehub.sock`, with the node's client
+ * certificate, so the node keeps working on its cache while the cloud is unreachable: it starts
+ * offline from certificates and cache on disk, registration and heartbeats retry in the background,
+ * and pods adopted from the runtime (or started again from cached specs) keep running.
  *
  * Stopping the agent (or killing it) never stops a container: the runtime's containers live under
  * conmon, and the next agent adopts them.
@@ -73,6 +88,7 @@ export class NodeAgent {
     readonly workers: PodWorkers,
     private readonly server: { close(): Promise<void> },
     private readonly statuses: StatusManager,
+    readonly hub: EdgeHub,
   ) {
     setMaxListeners(0, this.stop.signal);
   }
@@ -81,8 +97,9 @@ export class NodeAgent {
     const log = opts.log ?? ((line: string) => console.error(line));
     const paths = agentPaths(opts.dataDir);
     await mkdir(opts.dataDir, { recursive: true });
+    if (opts.servers.length === 0) throw new Error('no cloud API server given');
     const creds = await joinCluster({
-      server: opts.server,
+      server: opts.servers[0]!,
       caPem: opts.caPem,
       token: opts.token,
       nodeName: opts.nodeName,
@@ -90,17 +107,34 @@ export class NodeAgent {
       servingHosts: [opts.nodeIP, opts.nodeName],
       log,
     });
-    const client = new KubeClient({ server: opts.server, caPem: opts.caPem, certPem: creds.client.certPem, keyPem: creds.client.keyPem }, `atoll-agent/${opts.nodeName}`);
-    const runtime = await NodeRuntime.start({
-      socket: paths.criSocket,
-      adminSocket: paths.adminSocket,
-      root: paths.runtime,
-      runDir: paths.run,
-      logRoot: paths.logs,
-      registriesFile: opts.registriesFile,
-      network: { subnet: opts.podCidr, ipForward: true },
-      log,
+    await mkdir(paths.run, { recursive: true, mode: 0o700 });
+    await mkdir(dirname(paths.edgehubCache), { recursive: true, mode: 0o700 });
+    const hub = await EdgeHub.start({
+      endpoints: opts.servers,
+      credentials: { caPem: opts.caPem, certPem: creds.client.certPem, keyPem: creds.client.keyPem },
+      cachePath: paths.edgehubCache,
+      listen: { socketPath: paths.edgehubSocket, socketMode: EDGEHUB_SOCKET_MODE },
+      health: opts.probePeriodMs === undefined ? undefined : { periodMs: opts.probePeriodMs },
     });
+    if (!hub.health.healthy) log(`atoll agent: the cloud (${opts.servers.join(', ')}) is unreachable; running on the EdgeHub cache`);
+    const client = new KubeClient({ server: hub.url }, `atoll-agent/${opts.nodeName}`);
+    let runtime: NodeRuntime;
+    try {
+      runtime = await NodeRuntime.start({
+        socket: paths.criSocket,
+        adminSocket: paths.adminSocket,
+        root: paths.runtime,
+        runDir: paths.run,
+        logRoot: paths.logs,
+        registriesFile: opts.registriesFile,
+        network: { subnet: opts.podCidr, ipForward: true },
+        log,
+      });
+    } catch (err) {
+      client.close();
+      await hub.close();
+      throw err;
+    }
     const cri = criClient(runtime.socketPath);
     try {
       const version = await cri.Version({});
@@ -116,11 +150,11 @@ export class NodeAgent {
           dataDir: opts.dataDir,
         },
         log,
+        () => hub.health.healthy,
       );
-      await heartbeat.register();
       const capacity = await hostCapacity(opts.dataDir);
       const facts: NodeFacts = { nodeName: opts.nodeName, hostIP: opts.nodeIP, allocatable: { cpu: capacity.cpu!, memory: capacity.memory! } };
-      const source = apiObjectSource(client);
+      const source = keepingTokens(apiObjectSource(client), paths.tokens);
       const recorder = new EventRecorder(client, 'kubelet', opts.nodeName);
       const statuses = new StatusManager(client, log);
       const workers = new PodWorkers({
@@ -158,7 +192,7 @@ export class NodeAgent {
         nodeName: opts.nodeName,
         log,
       });
-      const agent = new NodeAgent(client, runtime, cri, workers, server, statuses);
+      const agent = new NodeAgent(client, runtime, cri, workers, server, statuses, hub);
       agent.loops.push(heartbeat.run(agent.stop.signal), informer.run(agent.stop.signal));
       await informer.waitForSync();
       await workers.removeOrphans();
@@ -167,6 +201,8 @@ export class NodeAgent {
     } catch (err) {
       cri.close();
       await runtime.close();
+      client.close();
+      await hub.close();
       throw err;
     }
   }
@@ -181,6 +217,7 @@ export class NodeAgent {
     this.cri.close();
     await this.runtime.close();
     this.client.close();
+    await this.hub.close();
   }
 }
 

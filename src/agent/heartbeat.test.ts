@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resource } from '../client/informer.js';
 import { startCluster, type Cluster } from '../controllers/workload-testkit.js';
-import { NodeHeartbeat } from './heartbeat.js';
+import { waitFor } from '../../test/support/wait.js';
+import { NodeHeartbeat, STATUS_CHECK_MS } from './heartbeat.js';
 import type { NodeIdentity } from './node-status.js';
 
 const NODES = resource('nodes');
@@ -65,5 +66,25 @@ describe('NodeHeartbeat', () => {
     const lease = await cluster.client.get(LEASES, 'kube-node-lease', 'edge-hb');
     assert.equal(lease.metadata.uid, before.metadata.uid);
     assert.notEqual((lease.spec as { renewTime: string }).renewTime, (before.spec as { renewTime: string }).renewTime);
+  });
+
+  it('registers from run() by itself and reports the Autonomous condition from the cloud\'s reachability', async () => {
+    let reachable = false;
+    const stop = new AbortController();
+    const running = new NodeHeartbeat(cluster.client, { ...id, nodeName: 'edge-auto' }, () => undefined, () => reachable).run(stop.signal);
+    try {
+      const autonomous = async () => {
+        const node = await cluster.client.get(NODES, undefined, 'edge-auto');
+        return (node.status as { conditions: { type: string; status: string; reason: string }[] }).conditions.find((c) => c.type === 'Autonomous');
+      };
+      const offline = await waitFor('the node registered with Autonomous', autonomous);
+      assert.deepEqual([offline.status, offline.reason], ['True', 'CloudUnreachable']);
+      reachable = true;
+      const online = await waitFor('Autonomous to turn False', async () => ((await autonomous())?.status === 'False' ? autonomous() : undefined), STATUS_CHECK_MS * 3);
+      assert.equal(online!.reason, 'CloudReachable');
+    } finally {
+      stop.abort();
+      await running;
+    }
   });
 });

@@ -3,7 +3,7 @@ import { ApiError } from '../api/errors.js';
 import type { KubeObject } from '../api/types.js';
 import type { KubeClient } from '../client/client.js';
 import { resource, sleep } from '../client/informer.js';
-import { mergeConditions, nodeConditions, nodeObject, nodeStatusBody, type NodeIdentity } from './node-status.js';
+import { autonomousCondition, mergeConditions, nodeConditions, nodeObject, nodeStatusBody, type NodeIdentity } from './node-status.js';
 
 /** The kubelet's lease renewal period and duration. */
 export const LEASE_RENEW_MS = 10_000;
@@ -14,6 +14,8 @@ export const STATUS_CHECK_MS = 10_000;
 export const STATUS_REPORT_MS = 5 * 60_000;
 /** After a failed renewal the next try comes sooner, doubling up to the renewal period. */
 const RETRY_MIN_MS = 200;
+/** Registration is retried in the background, doubling up to this. */
+const REGISTER_RETRY_MAX_MS = 10_000;
 
 const NODES = resource('nodes');
 const LEASES = resource('coordination.k8s.io/leases');
@@ -32,6 +34,10 @@ function microStamp(d = new Date()): string {
  * others' labels and taints), renews its Lease in `kube-node-lease` every 10 s, and sends node
  * status when it changes and at least every 5 minutes. Failures are retried; they never stop the
  * pods, which is the point of an edge node.
+ *
+ * With `cloudReachable` (the node's EdgeHub health), the status carries the `Autonomous` condition:
+ * True while the node runs on its cache. Those writes are accepted by EdgeHub offline and reach the
+ * cloud when it replays them.
  */
 export class NodeHeartbeat {
   private node: KubeObject | undefined;
@@ -41,6 +47,7 @@ export class NodeHeartbeat {
     private readonly client: KubeClient,
     private readonly id: NodeIdentity,
     private readonly log: (line: string) => void,
+    private readonly cloudReachable?: () => boolean,
   ) {}
 
   /** Creates or adopts the Node and sends its first status; throws if the server refuses. */
@@ -65,21 +72,32 @@ export class NodeHeartbeat {
     return this.node;
   }
 
+  /**
+   * Registers first unless `register()` already did, retrying until it succeeds (the agent runs its
+   * pods meanwhile), then renews the Lease and reports status until `signal` aborts.
+   */
   async run(signal: AbortSignal): Promise<void> {
+    if (!this.node) await this.retrying(signal, REGISTER_RETRY_MAX_MS, () => this.register().then(() => undefined));
     await Promise.all([this.loop(signal, LEASE_RENEW_MS, () => this.renewLease()), this.loop(signal, STATUS_CHECK_MS, () => this.reportStatus(false))]);
   }
 
   private async loop(signal: AbortSignal, periodMs: number, step: () => Promise<void>): Promise<void> {
+    while (!signal.aborted) {
+      await this.retrying(signal, periodMs, step);
+      await sleep(periodMs, signal);
+    }
+  }
+
+  /** Runs `step` until it succeeds or `signal` aborts, backing off up to `maxRetryMs` between tries. */
+  private async retrying(signal: AbortSignal, maxRetryMs: number, step: () => Promise<void>): Promise<void> {
     let retry = RETRY_MIN_MS;
     while (!signal.aborted) {
       try {
-        await step();
-        retry = RETRY_MIN_MS;
-        await sleep(periodMs, signal);
+        return await step();
       } catch (err) {
         this.log(`node heartbeat: ${(err as Error).message}`);
         await sleep(retry, signal);
-        retry = Math.min(retry * 2, periodMs);
+        retry = Math.min(retry * 2, maxRetryMs);
       }
     }
   }
@@ -104,6 +122,10 @@ export class NodeHeartbeat {
   private async reportStatus(force: boolean): Promise<void> {
     const body = await nodeStatusBody(this.id);
     const fresh = await nodeConditions(this.id.dataDir);
+    if (this.cloudReachable) fresh.push(autonomousCondition(this.cloudReachable()));
+    // Compare with the Node as the cloud has it, as the kubelet does: the node-lifecycle controller
+    // sets Ready to Unknown while the node is silent, and that must be corrected at once when it returns.
+    if (!force) this.node = await this.client.get(NODES, undefined, this.id.nodeName);
     const current = (this.node?.status ?? {}) as Record<string, unknown> & { conditions?: Parameters<typeof mergeConditions>[0] };
     const changed =
       Object.entries(body).some(([k, v]) => !isDeepStrictEqual(current[k], v)) ||

@@ -102,6 +102,15 @@ export async function nodeConditions(dataDir: string): Promise<Condition[]> {
   ];
 }
 
+/** The condition saying whether the node runs on its EdgeHub cache because the cloud is unreachable. */
+export const AUTONOMOUS_CONDITION = 'Autonomous';
+
+export function autonomousCondition(cloudReachable: boolean): Condition {
+  return cloudReachable
+    ? { type: AUTONOMOUS_CONDITION, status: 'False', reason: 'CloudReachable', message: 'the node reaches the cloud API server' }
+    : { type: AUTONOMOUS_CONDITION, status: 'True', reason: 'CloudUnreachable', message: 'the cloud API server is unreachable; the node runs on its EdgeHub cache' };
+}
+
 /**
  * Merges freshly measured conditions into the node's current ones. A condition keeps its
  * lastTransitionTime while its status stays; `heartbeat` becomes every condition's

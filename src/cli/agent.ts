@@ -5,9 +5,10 @@ import type { Command } from 'commander';
 import { DEFAULT_AGENT_PORT, NodeAgent } from '../agent/agent.js';
 import { defaultRouteAddress } from '../agent/node-status.js';
 import { DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
-import { UsageError, parsePort, withConfigFile } from './config.js';
+import { UsageError, parsePort, parseSeconds, withConfigFile } from './config.js';
+import { parseServers, serverOption } from './edgehub.js';
 
-const KEYS = ['server', 'token', 'ca-file', 'node-name', 'data-dir', 'node-ip', 'pod-cidr', 'address', 'port', 'registries'];
+const KEYS = ['server', 'token', 'ca-file', 'node-name', 'data-dir', 'node-ip', 'pod-cidr', 'address', 'port', 'registries', 'probe-period'];
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 /** RFC 1123 subdomain, what a Node name must be. */
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -16,7 +17,7 @@ export function registerAgentCommand(program: Command): void {
   program
     .command('agent')
     .description('Run one edge node: joins the cluster with a bootstrap token, runs the CRI runtime, and runs the pods bound to the node.')
-    .option('--server <url>', 'the API server, e.g. https://10.0.0.1:6443')
+    .addOption(serverOption('the API server, e.g. https://10.0.0.1:6443; repeat for several (preferred first); the node joins through the first'))
     .option('--token <token>', 'bootstrap token (abcdef.0123456789abcdef); needed until the node holds a client certificate')
     .option('--ca-file <file>', 'the cluster CA certificate (the server\'s pki/ca.crt)')
     .option('--node-name <name>', 'the Node\'s name', hostname().toLowerCase())
@@ -26,12 +27,13 @@ export function registerAgentCommand(program: Command): void {
     .option('--address <ip>', 'address of the node server', '0.0.0.0')
     .option('--port <n>', 'port of the node server (logs, exec, stats)', String(DEFAULT_AGENT_PORT))
     .option('--registries <file>', 'registries.yaml with mirrors, rewrites, auth and TLS per registry')
+    .option('--probe-period <seconds>', 'how often the embedded EdgeHub probes the API servers', '10')
     .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
     .action(async (raw: Record<string, unknown>, cmd: Command) => {
       const flags = withConfigFile(raw, KEYS, (name) => cmd.getOptionValueSource(name) === 'cli');
-      const server = String(flags.server ?? '');
-      if (!server) throw new UsageError('--server is required: give the API server URL, e.g. --server https://10.0.0.1:6443');
-      if (!/^https:\/\/[^/]+/.test(server)) throw new UsageError(`--server ${server}: not an https:// URL; give the API server URL, e.g. https://10.0.0.1:6443`);
+      const servers = parseServers(flags.server);
+      const probePeriod = parseSeconds(String(flags.probePeriod), '--probe-period');
+      if (probePeriod < 1) throw new UsageError(`--probe-period ${flags.probePeriod}: want at least 1 second`);
       if (!flags.caFile) throw new UsageError('--ca-file is required: pass the cluster CA certificate (pki/ca.crt of the server\'s data dir)');
       const caPem = await readFile(String(flags.caFile), 'utf8').catch((err: Error) => {
         throw new UsageError(`--ca-file ${flags.caFile}: ${err.message}; pass the cluster CA certificate`);
@@ -45,7 +47,8 @@ export function registerAgentCommand(program: Command): void {
       if (!nodeIP) throw new UsageError('--node-ip: the node has no default route to take its address from; pass --node-ip');
       if (!IPV4.test(nodeIP)) throw new UsageError(`--node-ip ${nodeIP}: not an IPv4 address`);
       const agent = await NodeAgent.start({
-        server,
+        servers,
+        probePeriodMs: probePeriod * 1000,
         caPem,
         token: flags.token ? String(flags.token) : undefined,
         nodeName,

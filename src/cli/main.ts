@@ -11,6 +11,7 @@ import { DEFAULT_ADMIN_SOCKET, DEFAULT_LOG_ROOT, DEFAULT_ROOT, DEFAULT_RUN_DIR, 
 import { adminRequest, type ImageSummary } from '../runtime/admin.js';
 import { DEFAULT_BRIDGE, DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
 import { registerAgentCommand } from './agent.js';
+import { registerEdgeHubCommand } from './edgehub.js';
 import { imageTargets, registerUpCommands, withUpNodeOptions, type ImageTargetFlags } from './up.js';
 import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
 
@@ -208,6 +209,7 @@ withUpNodeOptions(
 
 registerUpCommands(program);
 registerAgentCommand(program);
+registerEdgeHubCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof UsageError) {

@@ -5,7 +5,7 @@ import { setPartition } from '../up/net.js';
 import { selectNodes, UpStateError, type UpNode } from '../up/state.js';
 import { TopologyError } from '../up/topology.js';
 import { DEFAULT_UP_DATA_DIR, DEFAULT_UP_NODES, MAX_UP_NODES, runUp, UpError } from '../up/up.js';
-import { UsageError, parsePort, withConfigFile } from './config.js';
+import { UsageError, parsePort, parseSeconds, withConfigFile } from './config.js';
 
 /** Errors of `up` and `net` that are the user's to fix print as usage errors, without a stack. */
 function asUsage(err: unknown): never {
@@ -26,9 +26,12 @@ export function registerUpCommands(program: Command): void {
     .option('--nodes <n>', `number of edge nodes, edge-1 … edge-N (default: as many as the last run over --data-dir, else ${DEFAULT_UP_NODES})`)
     .option('--data-dir <dir>', 'cluster state (server/, pki/, kubeconfig, up.json) and each node\'s files (nodes/<node>/)', DEFAULT_UP_DATA_DIR)
     .option('--port <n>', `HTTPS port of the API server (default: the last run's, else ${DEFAULT_PORT})`)
+    .option('--node-monitor-grace-period <seconds>', 'how long a node may stay silent before the control plane marks it unreachable (default 50)')
+    .option('--default-toleration-seconds <seconds>', 'tolerationSeconds of the not-ready/unreachable tolerations added to pods (default 300)')
     .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
     .action(async (raw: Record<string, unknown>, cmd: Command) => {
-      const flags = withConfigFile(raw, ['nodes', 'data-dir', 'port'], (name) => cmd.getOptionValueSource(name) === 'cli');
+      const keys = ['nodes', 'data-dir', 'port', 'node-monitor-grace-period', 'default-toleration-seconds'];
+      const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
       let nodes: number | undefined;
       if (flags.nodes !== undefined) {
         const text = String(flags.nodes);
@@ -36,6 +39,9 @@ export function registerUpCommands(program: Command): void {
         if (!/^\d+$/.test(text) || nodes < 1 || nodes > MAX_UP_NODES) throw new UsageError(`--nodes ${text}: give a whole number from 1 to ${MAX_UP_NODES}`);
       }
       const port = flags.port === undefined ? undefined : parsePort(String(flags.port), '--port');
+      const seconds = (value: unknown, flag: string) => (value === undefined ? undefined : parseSeconds(String(value), flag));
+      const nodeMonitorGracePeriodSeconds = seconds(flags.nodeMonitorGracePeriod, '--node-monitor-grace-period');
+      const defaultTolerationSeconds = seconds(flags.defaultTolerationSeconds, '--default-toleration-seconds');
       const stop = new AbortController();
       let signals = 0;
       const onSignal = () => {
@@ -44,7 +50,7 @@ export function registerUpCommands(program: Command): void {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
-      await runUp({ dataDir: resolve(String(flags.dataDir)), nodes, port, signal: stop.signal }).catch((err: NodeJS.ErrnoException) => {
+      await runUp({ dataDir: resolve(String(flags.dataDir)), nodes, port, nodeMonitorGracePeriodSeconds, defaultTolerationSeconds, signal: stop.signal }).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'EADDRINUSE') throw new UsageError(`--port ${port ?? DEFAULT_PORT}: the port is in use; stop what holds it or pick another port`);
         asUsage(err);
       });

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { parse } from 'yaml';
 import { ApiError } from '../api/errors.js';
@@ -8,6 +9,9 @@ import type { KubeList, KubeObject, Status, WatchEvent } from '../api/types.js';
  * A small Kubernetes API client for Atoll's own components (scheduler, controllers, node agent,
  * edgehub). It speaks plain HTTPS + JSON, so it works against Atoll's server and against a real
  * kube-apiserver alike. Failures arrive as ApiError carrying the server's Status.
+ *
+ * A `unix:///path/to.sock` server is spoken to in plain HTTP over that socket: how a node's
+ * components reach their local EdgeHub, whose socket's file mode admits only them.
  */
 
 export interface Resource {
@@ -50,6 +54,7 @@ const PATCH_CONTENT_TYPE: Record<PatchType, string> = {
 };
 
 export interface Credentials {
+  /** `https://host:port`, or `unix:///path` for a local EdgeHub socket (plain HTTP). */
   server: string;
   caPem?: string;
   certPem?: string;
@@ -60,14 +65,21 @@ export interface Credentials {
 }
 
 export class KubeClient {
-  private readonly agent: https.Agent;
+  private readonly agent: http.Agent;
   private readonly base: URL;
+  private readonly request: typeof https.request;
 
   constructor(
     private readonly credentials: Credentials,
     readonly userAgent = 'atoll',
   ) {
     this.base = new URL(credentials.server);
+    if (this.base.protocol === 'unix:') {
+      this.request = http.request;
+      this.agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+      return;
+    }
+    this.request = https.request;
     this.agent = new https.Agent({
       keepAlive: true,
       maxSockets: 32,
@@ -160,7 +172,7 @@ export class KubeClient {
     const path = this.path(r, namespace) + query({ ...opts, watch: true });
     return new Promise((resolve, reject) => {
       if (signal.aborted) return resolve();
-      const req = https.request(this.options('GET', path), (res) => {
+      const req = this.request(this.options('GET', path), (res) => {
         if (res.statusCode !== 200) {
           collect(res).then((body) => reject(toApiError(res.statusCode ?? 0, body)), reject);
           return;
@@ -206,7 +218,7 @@ export class KubeClient {
     return new Promise((resolve, reject) => {
       const opts = this.options(method, path);
       if (body !== undefined) opts.headers = { ...opts.headers, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) };
-      const req = https.request(opts, (res) => {
+      const req = this.request(opts, (res) => {
         collect(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
       });
       req.on('error', reject);
@@ -217,6 +229,7 @@ export class KubeClient {
   private options(method: string, path: string): https.RequestOptions {
     const headers: Record<string, string | number> = { Accept: 'application/json', 'User-Agent': this.userAgent };
     if (this.credentials.token) headers.Authorization = `Bearer ${this.credentials.token}`;
+    if (this.base.protocol === 'unix:') return { socketPath: decodeURIComponent(this.base.pathname), method, path, agent: this.agent, headers };
     return { host: this.base.hostname, port: this.base.port || 443, method, path, agent: this.agent, headers };
   }
 }

@@ -330,4 +330,38 @@ describe('EdgeHub', () => {
     assert.match(metrics, /^edgehub_replayed_writes_total\{result="resolved_conflict"\} 1$/m);
     assert.match(metrics, /^edgehub_write_queue_depth 0$/m);
   });
+
+  it('serves a KubeClient on its unix socket, and keeps a Lease write\'s answer so the next renewal is accepted offline', async () => {
+    await waitFor('the cloud to be healthy after the replay test', async () => hub.health.healthy);
+    const dir2 = await mkdtemp(join(tmpdir(), 'atoll-edgehub-socket-'));
+    const admin = cluster.server.admin;
+    const hub2 = await EdgeHub.start({
+      endpoints: [link.url],
+      credentials: { caPem: admin.caPem, certPem: admin.certPem, keyPem: admin.keyPem },
+      cachePath: join(dir2, 'cache.db'),
+      listen: { socketPath: join(dir2, 'edgehub.sock') },
+      health: HEALTH,
+    });
+    const agent = new KubeClient({ server: hub2.url }, 'atoll-agent/node-b');
+    try {
+      await cluster.client.create(LEASES, NODE_LEASES, { metadata: { name: 'node-b' }, spec: { holderIdentity: 'node-b', leaseDurationSeconds: 40 } });
+      // The node only ever writes its Lease; it never reads it.
+      await agent.patch(LEASES, NODE_LEASES, 'node-b', 'merge', { spec: { renewTime: '2026-01-01T00:00:00.000000Z' } });
+      link.cut();
+      await waitFor('the cloud to be marked unhealthy', async () => !hub2.health.healthy);
+      const offline = '2026-01-01T00:00:10.000000Z';
+      const renewed = await agent.patch(LEASES, NODE_LEASES, 'node-b', 'merge', { spec: { renewTime: offline } });
+      assert.equal((renewed.spec as { renewTime?: string }).renewTime, offline);
+      assert.equal(hub2.cache.queueDepth(), 1);
+      link.heal();
+      await waitFor('the queue to drain', async () => hub2.cache.queueDepth() === 0);
+      const cloudLease = await cluster.client.get(LEASES, NODE_LEASES, 'node-b');
+      assert.equal((cloudLease.spec as { renewTime?: string }).renewTime, offline);
+    } finally {
+      agent.close();
+      link.heal();
+      await hub2.close();
+      await rm(dir2, { recursive: true, force: true });
+    }
+  });
 });

@@ -79,6 +79,11 @@ interface Request {
   /** The object's namespace: request-info reports a Namespace's own name there, the cache ''. */
   namespace: string;
   cacheable: boolean;
+  /**
+   * A node status or Lease write of a cached resource: the cloud's answer is the freshest copy of the
+   * object, and the one an offline write of it must start from (a Lease is otherwise never read).
+   */
+  keepsAnswer: boolean;
 }
 
 export class EdgeHub {
@@ -217,8 +222,9 @@ export class EdgeHub {
       const info = requestInfo(req.method ?? 'GET', url);
       const cacheable =
         info.resourceRequest && ['get', 'list', 'watch'].includes(info.verb) && !info.subresource && this.cacheable.has(info.resource) && acceptsJson(req.headers.accept);
+      const keepsAnswer = ownedPart(info) !== undefined && this.cacheable.has(info.resource) && acceptsJson(req.headers.accept);
       const namespace = info.resource === 'namespaces' && info.apiGroup === '' ? '' : info.namespace;
-      const r: Request = { req, res, url, info, component: componentOf(req.headers['user-agent']), namespace, cacheable };
+      const r: Request = { req, res, url, info, component: componentOf(req.headers['user-agent']), namespace, cacheable, keepsAnswer };
       const upstream = this.health.current();
       // Once a write is queued for an object, later ones queue behind it until the replay drains.
       if (ownedPart(info) && (upstream === undefined || this.cache.hasQueuedWrite(scopeOf(r), r.namespace, info.name))) return await this.absorb(r);
@@ -250,18 +256,18 @@ export class EdgeHub {
     const { req, res, info } = r;
     const base = new URL(upstream);
     const headers = relayHeaders(req.headers);
-    if (r.cacheable) {
+    if (r.cacheable || r.keepsAnswer) {
       // The cache stores JSON; compressed or protobuf answers could not be read back.
       headers.accept = 'application/json';
       delete headers['accept-encoding'];
     }
     const out = https.request({ host: base.hostname, port: base.port || 443, method: req.method, path: req.url, headers, agent: this.agent }, (up) => {
       // Streams (logs, watches) may be silent for long; only the wait for the answer is bounded.
-      out.setTimeout(0);
+      clearTimeout(answerTimer);
       if (info.verb === 'watch') this.upstreamWatches.add(out);
       res.writeHead(up.statusCode ?? 502, relayHeaders(up.headers));
       res.flushHeaders();
-      const ok = r.cacheable && up.statusCode === 200;
+      const ok = (r.cacheable || r.keepsAnswer) && up.statusCode === 200;
       const body: Buffer[] = [];
       const watch = ok && info.verb === 'watch' ? new LineSplitter((line) => this.cacheWatchLine(r, line)) : undefined;
       up.on('data', (chunk: Buffer) => {
@@ -297,7 +303,10 @@ export class EdgeHub {
       }
       sendStatus(res, unavailable(`edgehub: the cloud is unreachable (${err.message}); ${describe(r)} was not sent`));
     });
-    out.setTimeout(UPSTREAM_ANSWER_TIMEOUT_MS, () => out.destroy(new Error(`no answer within ${UPSTREAM_ANSWER_TIMEOUT_MS} ms`)));
+    // A timer, not the socket's idle timeout: that is armed only once a new connection is made, and
+    // behind a silent cut the connection attempt itself hangs until the kernel gives up (minutes).
+    const answerTimer = setTimeout(() => out.destroy(new Error(`no answer within ${UPSTREAM_ANSWER_TIMEOUT_MS} ms`)), UPSTREAM_ANSWER_TIMEOUT_MS);
+    out.on('close', () => clearTimeout(answerTimer));
     res.on('close', () => {
       if (!res.writableFinished) out.destroy();
     });
@@ -309,7 +318,7 @@ export class EdgeHub {
   private cacheAnswer(r: Request, text: string): void {
     try {
       const obj = JSON.parse(text) as KubeObject | KubeList;
-      if (r.info.verb === 'get') {
+      if (r.info.verb === 'get' || r.keepsAnswer) {
         this.cache.putObject(scopeOf(r), obj as KubeObject);
       } else if (r.info.verb === 'list') {
         const list = obj as KubeList;

@@ -41,6 +41,9 @@ export interface UpOptions {
   nodes?: number;
   /** The API server's port; default: the last run's, else 6443. */
   port?: number;
+  /** The control plane's node-monitor grace period and default not-ready/unreachable toleration; default its own. */
+  nodeMonitorGracePeriodSeconds?: number;
+  defaultTolerationSeconds?: number;
   /** Aborting stops everything and removes what `up` made (Ctrl-C). */
   signal: AbortSignal;
   /** Names are `<prefix><i>`; default `edge-`. */
@@ -167,7 +170,14 @@ export async function runUp(options: UpOptions): Promise<void> {
     );
 
     progress.step(`starting the control plane on port ${port}`);
-    const plane = await ControlPlane.start({ dataDir, port, host: '0.0.0.0', hosts: nodes.map((n) => n.hostIP) });
+    const plane = await ControlPlane.start({
+      dataDir,
+      port,
+      host: '0.0.0.0',
+      hosts: nodes.map((n) => n.hostIP),
+      nodeMonitorGracePeriodSeconds: options.nodeMonitorGracePeriodSeconds,
+      defaultTolerationSeconds: options.defaultTolerationSeconds,
+    });
     undo.push('stopping the control plane', () => plane.close());
     // --port 0 picks a free port; the agents and the next run need the one it picked.
     const servingPort = Number(new URL(plane.server.url).port);
