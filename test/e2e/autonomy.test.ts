@@ -1,22 +1,18 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isDeepStrictEqual, promisify } from 'node:util';
-import { stringify } from 'yaml';
 import { POD_UID_LABEL } from '../../src/agent/contracts.js';
 import { sleep } from '../../src/client/informer.js';
 import { criClient, type CriClient } from '../../src/runtime/cri/client.js';
 import { cleanupNode } from '../../src/up/cleanup.js';
-import { ROOT, eventually, freePort, kubectl, writeTemp, type Kubectl } from './harness.js';
+import { ROOT, eventually, startUp, type Kubectl, type UpProcess } from './harness.js';
 
 const run = promisify(execFile);
 const ATOLL = join(ROOT, 'bin', 'atoll');
-/** Three nodes joining and importing busybox on a loaded 2-core machine. */
-const UP_TIMEOUT_MS = 240_000;
 const READY_TIMEOUT_MS = 120_000;
 /** Shortened by flag so evictions happen within the test; the issue's example values. */
 const GRACE_SECONDS = 10;
@@ -41,9 +37,8 @@ type Json = Record<string, any>;
  * starts its pods again from the cached specs, and A is Ready again once healed.
  */
 describe('edge autonomy on atoll up --nodes 3', { timeout: 1_500_000 }, () => {
+  let up: UpProcess;
   let dir: string;
-  let up: ChildProcess;
-  let output = '';
   let k: Kubectl;
   let cri: CriClient | undefined;
   /** A's pods as the API saw them before the partition: name → uid and container IDs. */
@@ -53,7 +48,6 @@ describe('edge autonomy on atoll up --nodes 3', { timeout: 1_500_000 }, () => {
   const podsOf = async (selector: string): Promise<Json[]> => (await json('get', 'pods', '-l', selector)).items as Json[];
   const ready = (obj: Json) => obj.status?.conditions?.some((c: Json) => c.type === 'Ready' && c.status === 'True');
   const condition = (node: Json, type: string): Json | undefined => node.status?.conditions?.find((c: Json) => c.type === type);
-  const exited = () => up.exitCode !== null || up.signalCode !== null;
   const net = (verb: 'partition' | 'heal', node: string) => run(process.execPath, [ATOLL, 'net', verb, node, '--data-dir', dir]);
   const upState = async (): Promise<Json> => JSON.parse(await readFile(join(dir, 'up.json'), 'utf8')) as Json;
   const agentLog = (node: string) => readFile(join(dir, 'nodes', node, 'agent.log'), 'utf8').catch(() => '');
@@ -78,46 +72,15 @@ describe('edge autonomy on atoll up --nodes 3', { timeout: 1_500_000 }, () => {
   }
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'atoll-autonomy-'));
-    const port = await freePort();
-    up = spawn(
-      process.execPath,
-      [ATOLL, 'up', '--nodes', '3', '--data-dir', dir, '--port', String(port), '--node-monitor-grace-period', String(GRACE_SECONDS), '--default-toleration-seconds', String(TOLERATION_SECONDS)],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    await eventually(
-      async () => {
-        if (exited()) throw new Error(`atoll up exited early (${up.exitCode ?? up.signalCode}):\n${output}`);
-        return output.includes('kubectl get nodes');
-      },
-      UP_TIMEOUT_MS,
-      `atoll up to print its next steps; output so far:\n${output}`,
-    );
-    k = await kubectl(join(dir, 'kubeconfig'));
-    await eventually(
-      async () => {
-        const nodes = (await json('get', 'nodes')).items as Json[];
-        return nodes.length === 3 && nodes.every(ready);
-      },
-      READY_TIMEOUT_MS,
-      'three Ready nodes',
-    );
+    up = await startUp(3, ['--node-monitor-grace-period', String(GRACE_SECONDS), '--default-toleration-seconds', String(TOLERATION_SECONDS)]);
+    ({ dir, k } = up);
     cri = criClient(join(dir, 'nodes', A, 'run', 'cri.sock'));
   });
 
   after(async () => {
     cri?.close();
     // Ctrl-C is `up`'s own cleanup path: agents, containers, mounts, links (cut or not) and netns go.
-    if (up && !exited()) {
-      const done = new Promise((r) => up.once('exit', r));
-      up.kill('SIGINT');
-      await done;
-    }
-    await k?.cleanup();
-    if (process.exitCode) console.error(output);
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await up?.cleanup();
   });
 
   it('an autonomous node reports a cloud-reachable Autonomous condition, and its pods get forever NoExecute tolerations', async () => {
@@ -149,7 +112,7 @@ describe('edge autonomy on atoll up --nodes 3', { timeout: 1_500_000 }, () => {
         },
       },
     });
-    await apply(k, dir, [deployment('on-a', 2, { 'kubernetes.io/hostname': A }, true), deployment('on-b', 2, { [GROUP_LABEL]: 'b' }, false)]);
+    await up.apply([deployment('on-a', 2, { 'kubernetes.io/hostname': A }, true), deployment('on-b', 2, { [GROUP_LABEL]: 'b' }, false)]);
     for (const app of ['on-a', 'on-b']) {
       await eventually(
         async () => {
@@ -317,8 +280,3 @@ function overSocket(socketPath: string, path: string, userAgent: string): Promis
   });
 }
 
-/** `kubectl apply -f` of the objects as one multi-document YAML file. */
-async function apply(k: Kubectl, dir: string, objects: unknown[]): Promise<void> {
-  const file = await writeTemp(dir, `manifest-${Date.now()}.yaml`, objects.map((o) => stringify(o)).join('---\n'));
-  await k('apply', '-f', file);
-}

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { stringify } from 'yaml';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -142,4 +143,120 @@ export async function readJson<T>(path: string): Promise<T> {
 /** Polls `check` until it returns a truthy value or the deadline passes. */
 export function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs = 15_000, what = 'condition'): Promise<T> {
   return waitFor(what, check, timeoutMs);
+}
+
+/** `up` with N nodes joining and importing the busybox image, on a loaded 2-core machine. */
+const UP_START_TIMEOUT_MS = 240_000;
+const NODES_READY_TIMEOUT_MS = 120_000;
+
+export interface UpProcess {
+  dir: string;
+  child: ChildProcess;
+  /** kubectl bound to `up`'s admin kubeconfig. */
+  k: Kubectl;
+  /** Everything `up` printed so far. */
+  output(): string;
+  /** `kubectl apply -f` of the objects, as one multi-document YAML file. */
+  apply(objects: unknown[]): Promise<void>;
+  /** Sends `signal` (Ctrl-C by default) and waits for `up` to exit; nothing if it already has. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Ctrl-C (`up`'s own cleanup path) if still running, then removes the data dir; prints the output after a failure. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * One `atoll up` per machine: its node names, netns, links and subnets are fixed, so e2e files that
+ * run side by side take turns. The lock file holds the owner's PID; a dead owner's lock is taken over.
+ */
+const UP_LOCK = join(tmpdir(), 'atoll-e2e-up.lock');
+const UP_LOCK_POLL_MS = 1000;
+
+async function lockUp(): Promise<() => Promise<void>> {
+  for (;;) {
+    try {
+      await writeFile(UP_LOCK, String(process.pid), { flag: 'wx' });
+      return () => rm(UP_LOCK, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number(await readFile(UP_LOCK, 'utf8').catch(() => '0'));
+    if (!owner || !isAlive(owner)) {
+      await rm(UP_LOCK, { force: true });
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, UP_LOCK_POLL_MS));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts `atoll up --nodes N` as its own process on a fresh data dir and waits for N Ready nodes. */
+export async function startUp(nodes: number, extraArgs: string[] = []): Promise<UpProcess> {
+  const unlock = await lockUp();
+  const dir = await mkdtemp(join(tmpdir(), 'atoll-up-'));
+  const port = await freePort();
+  const child = spawn(process.execPath, [ATOLL, 'up', '--nodes', String(nodes), '--data-dir', dir, '--port', String(port), ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = () => child.exitCode !== null || child.signalCode !== null;
+  let k: Kubectl | undefined;
+  const up: UpProcess = {
+    dir,
+    child,
+    get k() {
+      if (!k) throw new Error('atoll up has not written its kubeconfig yet');
+      return k;
+    },
+    output: () => output,
+    async apply(objects) {
+      const file = await writeTemp(dir, `manifest-${Date.now()}.yaml`, objects.map((o) => stringify(o)).join('---\n'));
+      await up.k('apply', '-f', file);
+    },
+    async stop(signal = 'SIGINT') {
+      if (exited()) return;
+      const done = new Promise((r) => child.once('exit', r));
+      child.kill(signal);
+      await done;
+    },
+    async cleanup() {
+      await up.stop().catch(() => undefined);
+      await k?.cleanup();
+      if (process.exitCode) console.error(output);
+      await rm(dir, { recursive: true, force: true });
+      await unlock();
+    },
+  };
+  try {
+    await eventually(
+      async () => {
+        if (exited()) throw new Error(`atoll up exited early (${child.exitCode ?? child.signalCode}):\n${output}`);
+        return output.includes('kubectl get nodes');
+      },
+      UP_START_TIMEOUT_MS,
+      'atoll up to print its next steps',
+    );
+    k = await kubectl(join(dir, 'kubeconfig'));
+    await eventually(
+      async () => {
+        const list = JSON.parse(await k!('get', 'nodes', '-o', 'json')) as { items: { status: { conditions?: { type: string; status: string }[] } }[] };
+        return list.items.length === nodes && list.items.every((n) => n.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+      },
+      NODES_READY_TIMEOUT_MS,
+      `${nodes} Ready nodes`,
+    );
+  } catch (err) {
+    await up.cleanup();
+    throw new Error(`${(err as Error).message}\natoll up printed:\n${output}`);
+  }
+  return up;
 }

@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { stringify } from 'yaml';
-import { ROOT, eventually, freePort, kubectl, writeTemp, type Kubectl } from './harness.js';
+import { eventually, freePort, startUp, type Kubectl, type UpProcess } from './harness.js';
 
 const run = promisify(execFile);
-const ATOLL = join(ROOT, 'bin', 'atoll');
-/** Two nodes joining, each importing the busybox image, on a loaded 2-core machine. */
-const UP_TIMEOUT_MS = 180_000;
 const READY_TIMEOUT_MS = 120_000;
 
 type Json = Record<string, any>;
@@ -22,58 +17,24 @@ type Json = Record<string, any>;
  * two agents in their own network namespaces, real runc containers), driven with the real kubectl.
  */
 describe('atoll up --nodes 2', { timeout: 900_000 }, () => {
+  let up: UpProcess;
   let dir: string;
-  let up: ChildProcess;
-  let output = '';
   let k: Kubectl;
 
   const json = async (...args: string[]): Promise<Json> => JSON.parse(await k(...args, '-o', 'json')) as Json;
   const podsOf = async (selector: string): Promise<Json[]> => (await json('get', 'pods', '-l', selector)).items as Json[];
   const ready = (pod: Json) => pod.status?.conditions?.some((c: Json) => c.type === 'Ready' && c.status === 'True');
-  const exited = () => up.exitCode !== null || up.signalCode !== null;
-
-  async function stopUp(signal: NodeJS.Signals): Promise<void> {
-    if (exited()) return;
-    const done = new Promise((r) => up.once('exit', r));
-    up.kill(signal);
-    await done;
-  }
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'atoll-up-'));
-    const port = await freePort();
-    up = spawn(process.execPath, [ATOLL, 'up', '--nodes', '2', '--data-dir', dir, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    await eventually(
-      async () => {
-        if (exited()) throw new Error(`atoll up exited early (${up.exitCode ?? up.signalCode}):\n${output}`);
-        return output.includes('kubectl get nodes');
-      },
-      UP_TIMEOUT_MS,
-      `atoll up to print its next steps; output so far:\n${output}`,
-    );
-    k = await kubectl(join(dir, 'kubeconfig'));
-    await eventually(
-      async () => {
-        const nodes = (await json('get', 'nodes')).items as Json[];
-        return nodes.length === 2 && nodes.every((n) => n.status.conditions.some((c: Json) => c.type === 'Ready' && c.status === 'True'));
-      },
-      READY_TIMEOUT_MS,
-      'two Ready nodes',
-    );
+    up = await startUp(2);
+    ({ dir, k } = up);
   });
 
-  after(async () => {
-    // A failed assertion must not leave the cluster running: Ctrl-C is `up`'s own cleanup path.
-    await stopUp('SIGINT').catch(() => undefined);
-    await k?.cleanup();
-    if (process.exitCode) console.error(output);
-    await rm(dir, { recursive: true, force: true });
-  });
+  // A failed assertion must not leave the cluster running.
+  after(() => up?.cleanup());
 
   it('runs a 3-replica busybox httpd Deployment spread over both nodes, and every replica becomes Ready', async () => {
-    await apply(k, dir, [
+    await up.apply([
       {
         apiVersion: 'apps/v1',
         kind: 'Deployment',
@@ -158,7 +119,7 @@ describe('atoll up --nodes 2', { timeout: 900_000 }, () => {
   });
 
   it('a failing liveness probe restarts the container, and a failing readiness probe drops the pod from its endpoints', async () => {
-    await apply(k, dir, [
+    await up.apply([
       {
         apiVersion: 'v1',
         kind: 'Pod',
@@ -192,7 +153,7 @@ describe('atoll up --nodes 2', { timeout: 900_000 }, () => {
   it('configMap and secret volumes, env from them and the downward API reach the container; volumes follow updates', async () => {
     await k('create', 'configmap', 'settings', '--from-literal=mode=first');
     await k('create', 'secret', 'generic', 'creds', '--from-literal=password=s3cret');
-    await apply(k, dir, [
+    await up.apply([
       {
         apiVersion: 'v1',
         kind: 'Pod',
@@ -250,8 +211,8 @@ describe('atoll up --nodes 2', { timeout: 900_000 }, () => {
   });
 
   it('Ctrl-C stops everything and leaves no namespace, link, mount or container process behind', async () => {
-    await stopUp('SIGINT');
-    assert.equal(up.exitCode, 0, output);
+    await up.stop('SIGINT');
+    assert.equal(up.child.exitCode, 0, up.output());
     const netns = (await run('ip', ['netns', 'list'])).stdout;
     assert.doesNotMatch(netns, /atoll-edge-/);
     const links = (await run('ip', ['-o', 'link'])).stdout;
@@ -269,11 +230,6 @@ function agentPid(state: Json, node: string): number {
   return entry.pid as number;
 }
 
-/** `kubectl apply -f` of the objects as one multi-document YAML file. */
-async function apply(k: Kubectl, dir: string, objects: unknown[]): Promise<void> {
-  const file = await writeTemp(dir, `manifest-${Date.now()}.yaml`, objects.map((o) => stringify(o)).join('---\n'));
-  await k('apply', '-f', file);
-}
 
 function httpGet(port: number, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
