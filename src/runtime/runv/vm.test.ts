@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { AgentCallError } from './agent-client.js';
 import { PROTOCOL_VERSION } from './agent-protocol.js';
@@ -10,10 +11,11 @@ import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { MicroVm, chooseAccelerator, type Accelerator } from './vm.js';
 
 /**
- * The kernel and images are cached in a directory kept across runs (the first run downloads the
- * kernel .deb from Debian's mirror); each VM gets its own temp directory, removed by the test.
+ * The kernel and images are cached across runs in the checkout's `.cache/runv` (the first run downloads
+ * the kernel .deb from Debian's mirror), as the tests' kubectl is; each VM gets its own temp directory,
+ * removed by the test.
  */
-const CACHE_ROOT = process.env.ATOLL_RUNV_TEST_CACHE ?? join(tmpdir(), 'atoll-runv-test-cache');
+const CACHE_ROOT = process.env.ATOLL_RUNV_TEST_CACHE ?? fileURLToPath(new URL('../../../../.cache/runv', import.meta.url));
 
 function qemuPids(): number[] {
   return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
