@@ -301,13 +301,19 @@ export class ApiServer {
     return def;
   }
 
+  /** Authenticates and authorizes a request, plain or upgrade; throws 401/403 as an ApiError. */
+  private admit(req: IncomingMessage): { url: URL; user: UserInfo; info: RequestInfo } {
+    const url = new URL(req.url ?? '/', 'https://localhost');
+    const user = this.authn!.authenticate(req);
+    if (!user) throw errors.unauthorized();
+    const info = requestInfo(req.method ?? 'GET', url);
+    this.authorize(user, info);
+    return { url, user, info };
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'https://localhost');
-      const user = this.authn!.authenticate(req);
-      if (!user) throw errors.unauthorized();
-      const info = requestInfo(req.method ?? 'GET', url);
-      this.authorize(user, info);
+      const { url, user, info } = this.admit(req);
       if (info.resourceRequest) await this.handleResourceRequest(req, res, url, info, user);
       else await this.handleNonResource(req, res, url, info);
     } catch (err) {
@@ -322,11 +328,7 @@ export class ApiServer {
     this.upgraded.add(socket);
     socket.on('close', () => this.upgraded.delete(socket));
     try {
-      const url = new URL(req.url ?? '/', 'https://localhost');
-      const user = this.authn!.authenticate(req);
-      if (!user) throw errors.unauthorized();
-      const info = requestInfo(req.method ?? 'GET', url);
-      this.authorize(user, info);
+      const { url, info } = this.admit(req);
       if (!NodeProxy.handles(info) || !this.registry.lookup(info.apiGroup, info.apiVersion, info.resource)) {
         throw errors.badRequest(`the server does not upgrade connections for ${url.pathname}`);
       }
