@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { NetworkAttachment } from './network/network.js';
 
 /**
  * RuntimeHandler runs the containers of one pod sandbox technology: `runc` (Linux namespaces and
@@ -77,6 +78,18 @@ export interface RuntimeHandler {
   /** Makes the log writer reopen the CRI log file (after the kubelet rotated it). */
   reopenLog(id: string): Promise<void>;
 
+  /**
+   * Called by RunPodSandbox once the pod's namespaces and network exist, before any container. A
+   * handler that runs the whole pod in one place (runv: a VM) starts it here. Failing fails
+   * RunPodSandbox, which then undoes the network.
+   */
+  startSandbox?(spec: SandboxSpec): Promise<void>;
+  /**
+   * Called by StopPodSandbox after the pod's containers stopped and before its network goes; also on
+   * the rollback of a failed RunPodSandbox. Idempotent: a sandbox already stopped or never started is fine.
+   */
+  stopSandbox?(sandboxId: string): Promise<void>;
+
   /** Re-reads every persisted container after a restart and reports its true state. */
   adopt(): Promise<AdoptedContainer[]>;
   /** Releases watchers and timers. Containers keep running. */
@@ -103,6 +116,21 @@ export class RuntimeError extends Error {
   }
 }
 
+/** What a handler learns about a pod sandbox when it starts (see `startSandbox`). */
+export interface SandboxSpec {
+  id: string;
+  hostname: string;
+  /** The pod's network namespace file: the pod's own, or the node's for host-network pods. */
+  netns: string;
+  hostNetwork: boolean;
+  /** The pod's interfaces and IPs as the network attached them; absent for host-network pods. */
+  network?: NetworkAttachment;
+  /** The pod-level limits the kubelet passed (CRI `LinuxPodSandboxConfig.resources`), if any. */
+  resources?: Resources;
+  /** Cgroup parent of the pod (cgroupfs path like '/kubepods/pod123'). */
+  cgroupParent?: string;
+}
+
 /** A runtime-level container description; the CRI layer builds it from a CRI ContainerConfig and the image config. */
 export interface ContainerSpec {
   /** Unique container id: letters, digits, '_', '.', '-'; at most 128 characters. */
@@ -118,6 +146,11 @@ export interface ContainerSpec {
   namespaces?: { network?: string; ipc?: string; uts?: string; pid?: string };
   /** The container's root filesystem, already mounted by the caller. */
   rootfs: string;
+  /**
+   * The chain ID of the image snapshot under `rootfs`: the same ID means the same image tree, so a
+   * handler that turns the tree into a disk image (runv) can build it once per image.
+   */
+  imageChainId?: string;
   readonlyRootfs?: boolean;
 
   /** The image's config; the spec's own fields override it (CRI's command/args semantics). */

@@ -11,7 +11,7 @@ import {
   type PodSandbox,
   type PodSandboxStats,
 } from '../cri/index.js';
-import { RuntimeError, type ContainerState, type RuntimeHandler } from '../handler.js';
+import { RuntimeError, type ContainerState, type RuntimeHandler, type SandboxSpec } from '../handler.js';
 import type { AuthConfig__Output } from '../cri/index.js';
 import type { RegistryAuth } from '../images/config.js';
 import { NotFoundError } from '../images/errors.js';
@@ -280,7 +280,7 @@ export class RuntimeService {
   private async runPodSandbox(config: SandboxRecord['config'], runtimeHandler: string): Promise<string> {
     const metadata = config.metadata!;
     const handlerName = runtimeHandler || this.defaultHandler;
-    this.handlerOf(handlerName);
+    const handler = this.handlerOf(handlerName);
     const hostname = config.hostname || metadata.name;
     try {
       validateHostname(hostname);
@@ -321,8 +321,11 @@ export class RuntimeService {
         podIPs: record.network?.ips.map((ip) => ip.address) ?? [],
         ...(dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0) ? { dns } : {}),
       });
+      // The record goes first, so a crash inside startSandbox leaves something recover() can undo.
       await this.sandboxRecords.write(record);
+      await handler.startSandbox?.(this.sandboxSpec(record, ns.net));
     } catch (err) {
+      await handler.stopSandbox?.(id).catch((e: Error) => this.warn(`rollback ${id}: ${e.message}`));
       if (networked) await this.options.network.teardown(id, ns?.net).catch((e: Error) => this.warn(`rollback ${id}: ${e.message}`));
       if (ns) await removeNamespaces(this.options.runDir, id).catch((e: Error) => this.warn(`rollback ${id}: ${e.message}`));
       await rm(this.podFilesDir(id), { recursive: true, force: true });
@@ -340,6 +343,11 @@ export class RuntimeService {
         if (!(err instanceof RuntimeError && err.code === 'NotFound')) throw toCriError(err, `StopPodSandbox ${record.id}: container ${c.id}`);
       });
     }
+    try {
+      await this.handlerOf(record.runtimeHandler).stopSandbox?.(record.id);
+    } catch (err) {
+      throw toCriError(err, `StopPodSandbox ${record.id}`);
+    }
     if (!record.hostNetwork) await this.options.network.teardown(record.id, this.namespacesOf(record.id).net);
     if (record.state !== 'notready' || record.network) {
       record.state = 'notready';
@@ -356,6 +364,20 @@ export class RuntimeService {
     await this.sandboxRecords.remove(record.id);
     this.sandboxes.delete(record.id);
     this.sandboxNames.delete(sandboxName(record));
+  }
+
+  private sandboxSpec(record: SandboxRecord, podNetns: string): SandboxSpec {
+    const linux = record.config.linux;
+    const resources = resourcesOf(linux?.resources);
+    return {
+      id: record.id,
+      hostname: record.config.hostname || record.config.metadata!.name,
+      netns: record.hostNetwork ? this.options.network.nodeNetns : podNetns,
+      hostNetwork: record.hostNetwork,
+      ...(record.network ? { network: record.network } : {}),
+      ...(resources ? { resources } : {}),
+      ...(linux?.cgroup_parent ? { cgroupParent: linux.cgroup_parent } : {}),
+    };
   }
 
   private containersOf(sandboxId: string): ContainerRecord[] {
@@ -423,6 +445,7 @@ export class RuntimeService {
         this.options.snapshotter,
         this.options.images.layerStreams(image).map((l) => ({ diffId: l.diffId, open: () => l.open() })),
       );
+      spec.imageChainId = chainId;
       // The record goes first: a crash from here on leaves something recover() can find and undo.
       await this.containerRecords.write(record);
       const mounts = await this.options.snapshotter.prepare(record.snapshotKey, chainId, { labels: { 'atoll.io/container': id } });
