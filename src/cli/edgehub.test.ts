@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../test/support/wait.js';
-import { ensurePki } from '../apiserver/auth/pki.js';
+import { ensurePki, issueClientCert } from '../apiserver/auth/pki.js';
 
 const ATOLL = fileURLToPath(new URL('../../../bin/atoll', import.meta.url));
 
@@ -23,12 +23,17 @@ function atoll(...args: string[]): Promise<{ code: number; stdout: string; stder
 describe('atoll edgehub flags', () => {
   let dir: string;
   let tls: string[];
+  let nodeTls: string[];
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'atoll-edgehub-cli-'));
     // Flag checks read the files as PEM only; the CA's own pair stands in for a node's.
     const pki = await ensurePki(join(dir, 'pki'), { hosts: ['127.0.0.1'] });
     tls = ['--ca-file', pki.caCertPath, '--cert-file', pki.caCertPath, '--key-file', pki.caKeyPath];
+    const node = await issueClientCert(pki, { cn: 'system:node:edge-1', groups: ['system:nodes'] });
+    await writeFile(join(dir, 'node.crt'), node.certPem);
+    await writeFile(join(dir, 'node.key'), node.keyPem);
+    nodeTls = ['--ca-file', pki.caCertPath, '--cert-file', join(dir, 'node.crt'), '--key-file', join(dir, 'node.key')];
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -45,6 +50,13 @@ describe('atoll edgehub flags', () => {
     ['--listen without a token', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--listen', '127.0.0.1:10261'], /--listen: needs --token-file/],
     ['--token-file with --socket', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--token-file', 'y'], /--token-file: only with --listen/],
     ['a bad --probe-period', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--probe-period', '0'], /--probe-period 0: want at least 1 second/],
+    ['an upper-case --cache-resources', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--cache-resources', 'pods,ConfigMaps'], /--cache-resources: "ConfigMaps" is not a plural resource name: give lowercase names such as pods/],
+    ['a blank in --cache-resources', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--cache-resources', 'pods,,secrets'], /--cache-resources pods,,secrets: an empty name/],
+    ['* among other --cache-components', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--cache-components', 'kubelet,*'], /--cache-components kubelet,\*: \* already means all/],
+    ['a --cache-components with a slash', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--cache-components', 'kubelet/v1.30'], /--cache-components: "kubelet\/v1.30" is not a client component: give the User-Agent up to its first '\/'/],
+    ['a write verb in --cache-verbs', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--cache-verbs', 'get,update'], /--cache-verbs: "update" is not a cacheable verb: choose from get, list, watch/],
+    ['a bad --node-name', () => ['--server', 'https://10.0.0.1:6443', ...tls, '--socket', 'x', '--node-name', 'Edge_1'], /--node-name Edge_1: not a node name/],
+    ['a --node-name other than the certificate\'s', () => ['--server', 'https://10.0.0.1:6443', ...nodeTls, '--socket', 'x', '--node-name', 'edge-2'], /--node-name edge-2: --cert-file belongs to node "edge-1"/],
   ];
   it('serves from its socket (mode 0600) with the cloud unreachable, and removes the socket when stopped', async () => {
     // A loopback port nothing listens on stands in for a cloud that cannot be reached.

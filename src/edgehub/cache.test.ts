@@ -170,6 +170,33 @@ describe('EdgeCache', () => {
     }
   });
 
+  it('keeps the count of dropped Events across restarts, and upgrades a version 1 file keeping its queue', () => {
+    const path = join(dir, 'counters.db');
+    const event = { ...PODS, resource: 'events', namespace: 'edge', subresource: '', method: 'POST', contentType: 'application/json', body: '{}', userAgent: 'kubelet/1' };
+    let cache = EdgeCache.open(path);
+    for (const i of [1, 2, 3, 4]) cache.bufferEvent({ ...event, name: `e${i}`, path: `/e/${i}` }, 2);
+    assert.equal(cache.droppedEvents(), 2);
+    cache.close();
+    cache = EdgeCache.open(path);
+    cache.bufferEvent({ ...event, name: 'e5', path: '/e/5' }, 2);
+    assert.equal(cache.droppedEvents(), 3, 'counted on from where the last run stopped');
+    cache.close();
+
+    // Version 1 of the layout had no counters table.
+    const raw = new Database(path);
+    raw.exec('DROP TABLE counters; PRAGMA user_version = 1;');
+    raw.close();
+    cache = EdgeCache.open(path);
+    try {
+      assert.deepEqual(cache.queuedWrites().map((w) => w.path), ['/e/4', '/e/5'], 'queued writes survive the upgrade');
+      assert.equal(cache.droppedEvents(), 0);
+      cache.bufferEvent({ ...event, name: 'e6', path: '/e/6' }, 2);
+      assert.equal(cache.droppedEvents(), 1);
+    } finally {
+      cache.close();
+    }
+  });
+
   it('survives kill -9 during writes with every list whole', async () => {
     const path = join(dir, 'crash.db');
     const moduleUrl = pathToFileURL(join(import.meta.dirname, 'cache.js')).href;

@@ -20,15 +20,22 @@ import type { KubeList, KubeObject, WatchEvent } from '../api/types.js';
  *     undefined, never an empty list, because an empty pod list makes a node agent kill its pods.
  *
  * The same database holds the queue of writes accepted while offline (`absorbWrite`), written in one
- * transaction with the object as the local answer left it, and removed as each is replayed.
+ * transaction with the object as the local answer left it, and removed as each is replayed; and the
+ * count of Events dropped from the bounded buffer, kept in the transaction that drops them so a
+ * restart neither loses nor double-counts any.
  *
  * Objects are written only when newer than what is stored (resourceVersions compared as integers when
  * both are numeric). Every write is one SQLite transaction in a WAL database, so a crash at any point
  * leaves the previous or the next state.
  */
 
-/** Bumped when the table layout changes; a file with another version is rebuilt (it is only a cache). */
-const SCHEMA_VERSION = 1;
+/**
+ * Bumped when the table layout changes. A file of an older version this code knows how to upgrade is
+ * upgraded in place, keeping its queued writes; any other is rebuilt (it is only a cache).
+ */
+const SCHEMA_VERSION = 2;
+/** The `counters` row of Events dropped from the bounded buffer. */
+const DROPPED_EVENTS = 'dropped_events';
 /** How long a write waits for another connection's lock (e.g. a debugging shell) before failing. */
 const BUSY_TIMEOUT_MS = 5_000;
 
@@ -126,7 +133,9 @@ export class EdgeCache {
     }).immediate;
     this.txBufferEvent = db.transaction((write: NewWrite, max: number) => {
       this.enqueue(write);
-      return this.sql.dropOldEvents.run({ max }).changes;
+      const dropped = this.sql.dropOldEvents.run({ max }).changes;
+      if (dropped > 0) this.sql.addToCounter.run({ name: DROPPED_EVENTS, n: dropped });
+      return dropped;
     }).immediate;
   }
 
@@ -212,7 +221,7 @@ export class EdgeCache {
 
   /**
    * Queues an Event created while offline, keeping at most `max` queued Events: the oldest beyond that
-   * are dropped. Returns how many were dropped.
+   * are dropped, and added to `droppedEvents()`. Returns how many were dropped.
    */
   bufferEvent(write: NewWrite, max: number): number {
     return this.txBufferEvent(write, max);
@@ -238,6 +247,11 @@ export class EdgeCache {
 
   queueDepth(): number {
     return (this.sql.queueDepth.get() as { n: number }).n;
+  }
+
+  /** Events dropped from the bounded buffer over the cache's whole life, across restarts. */
+  droppedEvents(): number {
+    return (this.sql.counter.get(DROPPED_EVENTS) as { value: number } | undefined)?.value ?? 0;
   }
 
   /** Removes a replayed (or abandoned) write and stores the cloud's answer, if any, in one transaction. */
@@ -401,14 +415,23 @@ function splitKey(k: string): [string, string] {
   return [k.slice(0, i), k.slice(i + 1)];
 }
 
+const COUNTERS_TABLE = 'CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID';
+
 function migrate(db: Database.Database): void {
-  if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) return;
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version === SCHEMA_VERSION) return;
+  if (version === 1) {
+    // Version 1 lacked only the counters.
+    db.transaction(() => db.exec(`${COUNTERS_TABLE}; PRAGMA user_version = ${SCHEMA_VERSION};`)).immediate();
+    return;
+  }
   db.transaction(() => {
     db.exec(`
       DROP TABLE IF EXISTS objects;
       DROP TABLE IF EXISTS lists;
       DROP TABLE IF EXISTS members;
       DROP TABLE IF EXISTS writes;
+      DROP TABLE IF EXISTS counters;
       CREATE TABLE objects (
         component TEXT NOT NULL, grp TEXT NOT NULL, version TEXT NOT NULL, resource TEXT NOT NULL,
         namespace TEXT NOT NULL, name TEXT NOT NULL, rv TEXT NOT NULL, direct INTEGER NOT NULL, json TEXT NOT NULL,
@@ -432,6 +455,7 @@ function migrate(db: Database.Database): void {
         path TEXT NOT NULL, content_type TEXT NOT NULL, body TEXT NOT NULL, user_agent TEXT NOT NULL
       );
       CREATE INDEX members_object ON members (component, grp, version, resource, namespace, name);
+      ${COUNTERS_TABLE};
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
   }).immediate();
@@ -475,6 +499,9 @@ function prepare(db: Database.Database) {
     dequeue: db.prepare('DELETE FROM writes WHERE seq = ?'),
     dropOldEvents: db.prepare(`DELETE FROM writes WHERE seq IN (
       SELECT seq FROM writes WHERE resource = 'events' AND method = 'POST' ORDER BY seq DESC LIMIT -1 OFFSET @max)`),
+    counter: db.prepare('SELECT value FROM counters WHERE name = ?'),
+    addToCounter: db.prepare(`INSERT INTO counters (name, value) VALUES (@name, @n)
+      ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`),
     referenced: db.prepare(`SELECT 1 FROM members WHERE ${scope} AND namespace = @namespace AND name = @name LIMIT 1`),
   };
 }

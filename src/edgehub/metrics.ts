@@ -10,6 +10,14 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export type CacheResult = 'hit' | 'miss';
 export type Direction = 'to_cloud' | 'from_cloud';
+/** How an upgrade request (exec, attach, port-forward) ended: relayed to the cloud, or refused here. */
+export type UpgradeResult = 'relayed' | 'offline' | 'unreachable' | 'unauthorized';
+
+/** What the cache holds that the metrics report; kept there so a restart does not reset it. */
+export interface StoredCounts {
+  queueDepth: number;
+  droppedEvents: number;
+}
 
 export class EdgeHubMetrics {
   private readonly cacheRequests = new Map<string, number>();
@@ -18,7 +26,7 @@ export class EdgeHubMetrics {
   private heldWatches = 0;
   private readonly replays = new Map<ReplayResult, number>();
   private absorbedWrites = 0;
-  private droppedEvents = 0;
+  private readonly upgrades = new Map<UpgradeResult, number>();
 
   /** An offline read answered from cache (hit) or refused because nothing covers it (miss). */
   cacheRequest(resource: string, result: CacheResult): void {
@@ -42,15 +50,15 @@ export class EdgeHubMetrics {
     this.absorbedWrites++;
   }
 
-  eventsDropped(n: number): void {
-    this.droppedEvents += n;
+  upgraded(result: UpgradeResult): void {
+    this.upgrades.set(result, (this.upgrades.get(result) ?? 0) + 1);
   }
 
   replayed(result: ReplayResult): void {
     this.replays.set(result, (this.replays.get(result) ?? 0) + 1);
   }
 
-  render(endpoints: readonly EndpointState[], queueDepth: number): string {
+  render(endpoints: readonly EndpointState[], stored: StoredCounts): string {
     const out: string[] = [];
     const family = (name: string, type: 'gauge' | 'counter', help: string, samples: [Record<string, string>, number][]) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -74,10 +82,13 @@ export class EdgeHubMetrics {
       [{ direction: 'from_cloud' }, this.bytes.from_cloud],
     ]);
     family('edgehub_cache_write_errors_total', 'counter', 'Cloud answers that could not be written to the cache.', [[{}, this.cacheWriteErrors]]);
-    family('edgehub_write_queue_depth', 'gauge', 'Writes accepted offline and not yet replayed to the cloud.', [[{}, queueDepth]]);
+    family('edgehub_write_queue_depth', 'gauge', 'Writes accepted offline and not yet replayed to the cloud.', [[{}, stored.queueDepth]]);
     family('edgehub_offline_writes_total', 'counter', 'Writes accepted locally while offline.', [[{}, this.absorbedWrites]]);
-    family('edgehub_dropped_events_total', 'counter', 'Events recorded offline and dropped, oldest first, to bound the buffer.', [[{}, this.droppedEvents]]);
+    family('edgehub_dropped_events_total', 'counter', 'Events recorded offline and dropped, oldest first, to bound the buffer (kept across restarts).', [
+      [{}, stored.droppedEvents],
+    ]);
     family('edgehub_replayed_writes_total', 'counter', 'Queued writes replayed to the cloud, by outcome.', [...this.replays].map(([result, v]) => [{ result }, v]));
+    family('edgehub_upgrade_requests_total', 'counter', 'Upgrade requests (exec, attach, port-forward), by outcome.', [...this.upgrades].map(([result, v]) => [{ result }, v]));
     family('edgehub_offline_watches', 'gauge', 'Watches held open while the cloud is unreachable.', [[{}, this.heldWatches]]);
     return out.join('\n') + '\n';
   }

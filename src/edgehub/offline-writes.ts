@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import { errors } from '../api/errors.js';
 import { builtinSchemas, resolver, schemaFor } from '../api/openapi/generate.js';
@@ -8,8 +9,10 @@ import type { RequestInfo } from '../apiserver/request-info.js';
 import type { EdgeCache, QueuedWrite } from './cache.js';
 
 /**
- * The writes a node keeps making while offline, and only those: its Lease renewals, its Node status
- * and its pods' status. Each is answered locally with the cached object changed as the API server
+ * The writes a node keeps making while offline, and only those: its own Lease renewals
+ * (kube-node-lease/<node>), its own Node status and the status of pods bound to it (spec.nodeName of
+ * the cached pod). A write to another node's objects is refused, so a local client cannot use the
+ * node's credentials offline to queue what the cloud would later apply on its behalf. Each is answered locally with the cached object changed as the API server
  * would change it (a status write touches only status, a Lease write only spec), queued in SQLite
  * together with that object, and replayed to the cloud in order once it is reachable again. Events
  * the node records are queued too, bounded, the oldest dropped and counted.
@@ -30,6 +33,11 @@ const MAX_CONFLICT_RETRIES = 5;
 /** How long one replayed request may wait for its answer. */
 const REPLAY_REQUEST_TIMEOUT_MS = 10_000;
 
+/** Where nodes keep their heartbeat Leases, each named after its node. */
+const NODE_LEASE_NAMESPACE = 'kube-node-lease';
+/** The common name kube gives a node's client certificate. */
+const NODE_CN = /^system:node:(.+)$/;
+
 export type ReplayResult = 'applied' | 'resolved_conflict' | 'dropped_gone' | 'rejected';
 
 /** Which part of the object a write may change: `status` for status subresources, `spec` for Leases. */
@@ -38,6 +46,36 @@ export function ownedPart(info: RequestInfo): 'status' | 'spec' | undefined {
   if (!info.name) return undefined;
   if (info.subresource === 'status' && info.apiGroup === '' && (info.resource === 'pods' || info.resource === 'nodes')) return 'status';
   if (info.subresource === '' && info.apiGroup === 'coordination.k8s.io' && info.resource === 'leases') return 'spec';
+  return undefined;
+}
+
+/** The node a client certificate belongs to (CN `system:node:<name>`), or undefined for any other. */
+export function certificateNode(certPem: string): string | undefined {
+  const cert = new X509Certificate(certPem);
+  for (const line of cert.subject.split('\n')) {
+    const eq = line.indexOf('=');
+    if (line.slice(0, eq) !== 'CN') continue;
+    const m = NODE_CN.exec(line.slice(eq + 1));
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+/**
+ * Why an offline write (one `ownedPart` accepts) cannot be taken on `node`'s behalf, or undefined
+ * when it can. `cached` is the object as cached, undefined when nothing is.
+ */
+export function offlineRefusal(info: RequestInfo, node: string | undefined, cached: KubeObject | undefined): string | undefined {
+  if (node === undefined) return 'EdgeHub does not know which node it serves (no node name was given and its client certificate is not system:node:<name>)';
+  if (info.resource === 'leases' && (info.namespace !== NODE_LEASE_NAMESPACE || info.name !== node)) {
+    return `only this node's own Lease (${NODE_LEASE_NAMESPACE}/${node}) is renewed offline`;
+  }
+  if (info.resource === 'nodes' && info.name !== node) return `only this node's own status (node "${node}") is accepted offline`;
+  if (!cached) return 'the object is not cached';
+  if (info.resource === 'pods') {
+    const bound = (cached.spec as { nodeName?: unknown } | undefined)?.nodeName;
+    if (bound !== node) return `the pod is bound to ${typeof bound === 'string' && bound ? `node "${bound}"` : 'no node'}, and only pods bound to this node ("${node}") have their status accepted offline`;
+  }
   return undefined;
 }
 

@@ -2,17 +2,18 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiError } from '../api/errors.js';
 import type { KubeObject, WatchEvent } from '../api/types.js';
-import { issueServingCert } from '../apiserver/auth/pki.js';
+import { issueClientCert, issueServingCert } from '../apiserver/auth/pki.js';
 import { KubeClient } from '../client/client.js';
 import { resource } from '../client/informer.js';
 import { startCluster, type Cluster } from '../controllers/workload-testkit.js';
 import { waitFor } from '../../test/support/wait.js';
+import { EdgeCache } from './cache.js';
+import { Link } from './link-testkit.js';
 import { EdgeHub } from './proxy.js';
 
 const PODS = resource('pods');
@@ -24,64 +25,8 @@ const NODE_LEASES = 'kube-node-lease';
 const NS = 'edge';
 /** Fast probing so the test sees health transitions quickly; thresholds stay at their defaults. */
 const HEALTH = { periodMs: 100, timeoutMs: 500 };
-
-/**
- * A TCP forwarder standing in for the node's link to the cloud. `cut()` blackholes it as a real
- * partition does: connections stay open but nothing passes, and new ones never reach the server.
- * `heal()` drops the stalled connections (as their TCP timeouts would) and forwards again.
- */
-class Link {
-  private cutOff = false;
-  private readonly sockets = new Set<net.Socket>();
-  private constructor(
-    private readonly server: net.Server,
-    private readonly target: URL,
-  ) {}
-
-  static async start(target: string): Promise<Link> {
-    const server = net.createServer();
-    const link = new Link(server, new URL(target));
-    server.on('connection', (s) => link.accept(s));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return link;
-  }
-
-  get url(): string {
-    return `https://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
-  }
-
-  private accept(client: net.Socket): void {
-    this.track(client);
-    client.on('error', () => undefined);
-    if (this.cutOff) return;
-    const upstream = net.connect(Number(this.target.port), this.target.hostname);
-    this.track(upstream);
-    upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.on('data', (d) => this.cutOff || upstream.write(d));
-    upstream.on('data', (d) => this.cutOff || client.write(d));
-  }
-
-  private track(s: net.Socket): void {
-    this.sockets.add(s);
-    s.on('close', () => this.sockets.delete(s));
-  }
-
-  cut(): void {
-    this.cutOff = true;
-  }
-
-  heal(): void {
-    for (const s of this.sockets) s.destroy();
-    this.cutOff = false;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
+/** Frequent bookmarks so the test sees them soon. */
+const BOOKMARK_PERIOD_MS = 100;
 
 function pod(name: string, labels: Record<string, string>, nodeName: string): KubeObject {
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels }, spec: { nodeName, terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image: 'registry.local/app:1' }] } };
@@ -148,6 +93,8 @@ describe('EdgeHub', () => {
       serving,
       token,
       health: HEALTH,
+      nodeName: 'node-a',
+      bookmarkPeriodMs: BOOKMARK_PERIOD_MS,
     });
     kubelet = new KubeClient({ server: hub.url, caPem: pki.caCertPem, token }, 'kubelet/v1.30.0 (linux/amd64)');
     other = new KubeClient({ server: hub.url, caPem: pki.caCertPem, token }, 'log-agent/0.1');
@@ -285,10 +232,12 @@ describe('EdgeHub', () => {
       if (!(err instanceof ApiError && err.code === 409)) throw err;
     }
     await cluster.client.create(LEASES, NODE_LEASES, { metadata: { name: 'node-a' }, spec: { holderIdentity: 'node-a', leaseDurationSeconds: 40 } });
+    await cluster.client.create(PODS, NS, pod('e', { app: 'web' }, 'node-b'));
     // What a kubelet reads before it writes; this fills the cache.
     await kubelet.get(NODES, undefined, 'node-a');
     const lease = await kubelet.get(LEASES, NODE_LEASES, 'node-a');
     const podA = await kubelet.get(PODS, NS, 'a');
+    const podE = await kubelet.get(PODS, NS, 'e');
 
     link.cut();
     await waitFor('the cloud to be marked unhealthy', async () => !hub.health.healthy);
@@ -309,6 +258,12 @@ describe('EdgeHub', () => {
     await kubelet.create(EVENTS, NS, { metadata: { name: 'a.started' }, involvedObject: { kind: 'Pod', namespace: NS, name: 'a' }, reason: 'Started', message: 'offline', type: 'Normal' });
     await rejectsWith(kubelet.patch(PODS, NS, 'a', 'merge', { spec: { activeDeadlineSeconds: 5 } }), 503, /node is offline/);
     await rejectsWith(kubelet.delete(PODS, NS, 'c'), 503, /node is offline/);
+    // Only this node's own objects are written offline.
+    const stranger = await rejectsWith(kubelet.update(PODS, { ...podE, status: { phase: 'Running' } }, { subresource: 'status' }), 503, /the pod is bound to node "node-b", and only pods bound to this node \("node-a"\)/);
+    assert.equal(stranger.reason, 'ServiceUnavailable');
+    await rejectsWith(kubelet.patch(NODES, undefined, 'node-b', 'merge', { status: { phase: 'Running' } }, { subresource: 'status' }), 503, /only this node's own status \(node "node-a"\)/);
+    await rejectsWith(kubelet.patch(LEASES, NODE_LEASES, 'node-b', 'merge', { spec: { renewTime } }), 503, /only this node's own Lease \(kube-node-lease\/node-a\)/);
+    await rejectsWith(kubelet.patch(LEASES, 'kube-system', 'node-a', 'merge', { spec: { renewTime } }), 503, /only this node's own Lease/);
     assert.equal(hub.cache.queueDepth(), 4);
 
     // Meanwhile the cloud changes pod a; the replay must not clobber that.
@@ -341,6 +296,7 @@ describe('EdgeHub', () => {
       cachePath: join(dir2, 'cache.db'),
       listen: { socketPath: join(dir2, 'edgehub.sock') },
       health: HEALTH,
+      nodeName: 'node-b',
     });
     const agent = new KubeClient({ server: hub2.url }, 'atoll-agent/node-b');
     try {
@@ -362,6 +318,120 @@ describe('EdgeHub', () => {
       link.heal();
       await hub2.close();
       await rm(dir2, { recursive: true, force: true });
+    }
+  });
+  it('caches only the components, resources and verbs it is told to, and says so offline', async () => {
+    await waitFor('the cloud to be healthy after the socket test', async () => hub.health.healthy);
+    const admin = cluster.server.admin;
+    const credentials = { caPem: admin.caPem, certPem: admin.certPem, keyPem: admin.keyPem };
+    const dir2 = await mkdtemp(join(tmpdir(), 'atoll-edgehub-policy-'));
+    const listen = { socketPath: join(dir2, 'edgehub.sock') };
+    await assert.rejects(
+      EdgeHub.start({ endpoints: [link.url], credentials, cachePath: join(dir2, 'bad.db'), listen, cache: { resources: ['Pods'] } }),
+      /cache\.resources: "Pods" is not a plural resource name/,
+    );
+    await assert.rejects(EdgeHub.start({ endpoints: [link.url], credentials, cachePath: join(dir2, 'bad.db'), listen, cache: { verbs: ['create'] } }), /cache\.verbs: "create" is not a cacheable verb/);
+    const hub3 = await EdgeHub.start({
+      endpoints: [link.url],
+      credentials,
+      cachePath: join(dir2, 'cache.db'),
+      listen,
+      health: HEALTH,
+      cache: { components: ['kubelet'], resources: ['pods', 'leases'], verbs: ['get', 'list'] },
+    });
+    const node = new KubeClient({ server: hub3.url }, 'kubelet/v1.30.0');
+    const logs = new KubeClient({ server: hub3.url }, 'log-agent/0.1');
+    try {
+      assert.equal(hub3.nodeName, undefined, 'an admin certificate names no node');
+      // Online everything is proxied, cached or not.
+      assert.deepEqual(names((await node.list(PODS, NS)).items), ['a', 'c', 'd', 'e']);
+      assert.equal(((await node.get(CONFIGMAPS, NS, 'settings')) as { data?: Record<string, string> }).data?.mode, 'edge');
+      assert.deepEqual(names((await logs.list(PODS, NS)).items), ['a', 'c', 'd', 'e']);
+      await node.get(LEASES, NODE_LEASES, 'node-a');
+
+      link.cut();
+      await waitFor('the cloud to be marked unhealthy', async () => !hub3.health.healthy);
+      assert.deepEqual(names((await node.list(PODS, NS)).items), ['a', 'c', 'd', 'e'], 'a cached read is served');
+      const notCached = await rejectsWith(node.get(CONFIGMAPS, NS, 'settings'), 503, /the node is offline .* was refused: resource "configmaps" is not cached/);
+      assert.equal(notCached.reason, 'ServiceUnavailable');
+      await rejectsWith(logs.list(PODS, NS), 503, /was refused: reads of client component "log-agent" are not cached/);
+      await rejectsWith(node.watch(PODS, NS, {}, () => undefined, watches.signal), 503, /was refused: watch requests are not cached/);
+      await rejectsWith(
+        node.patch(LEASES, NODE_LEASES, 'node-a', 'merge', { spec: { renewTime: '2026-01-01T00:00:20.000000Z' } }),
+        503,
+        /cannot be accepted locally: EdgeHub does not know which node it serves/,
+      );
+      assert.equal(hub3.cache.queueDepth(), 0);
+    } finally {
+      node.close();
+      logs.close();
+      link.heal();
+      await hub3.close();
+      await rm(dir2, { recursive: true, force: true });
+    }
+  });
+
+  it('takes its node from a system:node client certificate, and keeps the dropped-Event count across restarts', async () => {
+    const pki = cluster.server.pki!;
+    const nodeCert = await issueClientCert(pki, { cn: 'system:node:node-a', groups: ['system:nodes'] });
+    const credentials = { caPem: pki.caCertPem, certPem: nodeCert.certPem, keyPem: nodeCert.keyPem };
+    const dir2 = await mkdtemp(join(tmpdir(), 'atoll-edgehub-identity-'));
+    const cachePath = join(dir2, 'cache.db');
+    const listen = { socketPath: join(dir2, 'edgehub.sock') };
+    try {
+      await assert.rejects(
+        EdgeHub.start({ endpoints: [link.url], credentials, cachePath, listen, nodeName: 'node-z' }),
+        /nodeName "node-z" differs from the client certificate's node "node-a"/,
+      );
+      // A previous run dropped two Events from a buffer of one.
+      const earlier = EdgeCache.open(cachePath);
+      const event = { component: 'kubelet', group: '', version: 'v1', resource: 'events', namespace: NS, subresource: '', method: 'POST', contentType: 'application/json', body: '{}', userAgent: 'kubelet/1' };
+      for (const i of [1, 2, 3]) earlier.bufferEvent({ ...event, name: `e${i}`, path: `/e/${i}` }, 1);
+      earlier.close();
+
+      const hub4 = await EdgeHub.start({ endpoints: [link.url], credentials, cachePath, listen, health: HEALTH });
+      try {
+        assert.equal(hub4.nodeName, 'node-a');
+        assert.match(await overSocket(listen.socketPath, '/metrics'), /^edgehub_dropped_events_total 2$/m);
+      } finally {
+        await hub4.close();
+      }
+    } finally {
+      await rm(dir2, { recursive: true, force: true });
+    }
+  });
+
+  it('sends BOOKMARKs with the cache\'s resourceVersion on an offline watch that allows them, and the client resumes from it', async () => {
+    await waitFor('the cloud to be healthy after the policy test', async () => hub.health.healthy);
+    await kubelet.list(PODS, NS); // what a reflector lists before it watches
+    link.cut();
+    await waitFor('the cloud to be marked unhealthy', async () => !hub.health.healthy);
+
+    const cached = await kubelet.list(PODS, NS);
+    const events: WatchEvent[] = [];
+    const held = kubelet.watch(PODS, NS, { resourceVersion: cached.metadata.resourceVersion, allowWatchBookmarks: true }, (e) => events.push(e), watches.signal);
+    const plain: WatchEvent[] = [];
+    const heldPlain = kubelet.watch(PODS, NS, { resourceVersion: cached.metadata.resourceVersion }, (e) => plain.push(e), watches.signal);
+    await waitFor('two bookmarks', async () => events.length >= 2);
+    for (const e of events) {
+      assert.equal(e.type, 'BOOKMARK');
+      assert.deepEqual(e.object, { apiVersion: 'v1', kind: 'Pod', metadata: { resourceVersion: cached.metadata.resourceVersion } });
+    }
+    // Created in the cloud during the partition; the client must see it after resuming.
+    await cluster.client.create(PODS, NS, pod('f', { app: 'web' }, 'node-a'));
+
+    link.heal();
+    await held;
+    await heldPlain;
+    assert.deepEqual(plain, [], 'no bookmarks unless the client allows them');
+    const resumed: WatchEvent[] = [];
+    const resume = new AbortController();
+    const watching = kubelet.watch(PODS, NS, { resourceVersion: events.at(-1)!.object.metadata.resourceVersion }, (e) => resumed.push(e), resume.signal);
+    try {
+      await waitFor('the resumed watch to deliver pod f', async () => resumed.some((e) => e.type === 'ADDED' && e.object.metadata.name === 'f'));
+    } finally {
+      resume.abort();
+      await watching;
     }
   });
 });

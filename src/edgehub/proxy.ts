@@ -3,39 +3,44 @@ import { chmod, rm } from 'node:fs/promises';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ApiError, errors } from '../api/errors.js';
 import type { KubeList, KubeObject, WatchEvent } from '../api/types.js';
-import { requestInfo, type RequestInfo } from '../apiserver/request-info.js';
-import { EdgeCache, componentOf, queryMatches, type CacheScope, type ListQuery } from './cache.js';
+import { isDNS1123Subdomain } from '../api/validation/names.js';
+import { parseBool, requestInfo, type RequestInfo } from '../apiserver/request-info.js';
+import { CachePolicy, type CachePolicyOptions } from './cache-policy.js';
+import { EdgeCache, componentOf, newer, queryMatches, type CacheScope, type ListQuery } from './cache.js';
 import { UpstreamHealth, type HealthOptions, type TlsCredentials } from './health.js';
 import { EdgeHubMetrics, METRICS_CONTENT_TYPE } from './metrics.js';
-import { MAX_BUFFERED_EVENTS, MAX_OFFLINE_WRITE_BYTES, applyWrite, isEventCreate, ownedPart, replayQueue } from './offline-writes.js';
+import { MAX_BUFFERED_EVENTS, MAX_OFFLINE_WRITE_BYTES, applyWrite, certificateNode, isEventCreate, offlineRefusal, ownedPart, replayQueue } from './offline-writes.js';
+import { UpgradeRelay } from './upgrade.js';
 
 /**
  * EdgeHub: the node's local proxy for the Kubernetes API.
  *
  * Every request from a local client is forwarded to the healthy cloud endpoint with the node's own
  * credentials, and the answer streamed back. JSON answers to GET, LIST and WATCH of cacheable
- * resources are written to the cache, per client component, as they pass. While no endpoint is
+ * resources are written to the cache, per client component, as they pass; which components,
+ * resources and verbs are cached is the cache policy's (cache-policy.ts). While no endpoint is
  * healthy (or a request cannot connect), reads are answered from the cache with selectors applied;
- * what the cache cannot answer gets a 503 Status, never an empty list. Offline watches are held open
- * and ended when the cloud returns, so clients relist and resume against the cloud.
+ * what the cache cannot answer gets a 503 Status, never an empty list. Offline watches are held open,
+ * given periodic BOOKMARKs with the cache's resourceVersion when the client allows them, and ended
+ * when the cloud returns, so clients relist and resume against the cloud.
  *
- * While offline, the node's own Lease renewals and Node and pod status writes are accepted locally
- * and queued (see offline-writes.ts); held watches see them as MODIFIED events. The queue is replayed
- * in order when the cloud returns; until it drains, later writes to the same object queue behind it.
- * Events are buffered (bounded, oldest dropped and counted) and posted on reconnect. Any other write
- * while offline gets a 503 naming that the node is offline.
+ * While offline, the node's own Lease renewals, its Node status and the status of its pods are
+ * accepted locally and queued (see offline-writes.ts); held watches see them as MODIFIED events. The
+ * queue is replayed in order when the cloud returns; until it drains, later writes to the same object
+ * queue behind it. Events are buffered (bounded, oldest dropped and counted) and posted on reconnect.
+ * Any other write while offline gets a 503 naming that the node is offline and why.
+ *
+ * Upgrade requests (exec, attach, port-forward) are relayed byte for byte (see upgrade.ts).
  *
  * Only standard API semantics are used, so EdgeHub works in front of Atoll's server and a real
  * kube-apiserver alike.
  */
 
-/** Resources cached unless the caller names others: what a node agent reads to run its pods. */
-export const DEFAULT_CACHEABLE_RESOURCES: readonly string[] = [
-  'pods', 'nodes', 'services', 'endpoints', 'endpointslices', 'configmaps', 'secrets', 'leases',
-  'runtimeclasses', 'namespaces', 'serviceaccounts',
-];
+/** How often a held watch that allows bookmarks gets one, as Atoll's API server does. */
+export const DEFAULT_BOOKMARK_PERIOD_MS = 30_000;
 /** Unix-socket mode: only the owner (root, like the node agent) may connect. */
 const DEFAULT_SOCKET_MODE = 0o600;
 /** How long an idle upstream keep-alive socket is kept. */
@@ -66,8 +71,15 @@ export interface EdgeHubOptions {
   /** Bearer token local clients must present on a TCP listener. A unix socket relies on its file mode. */
   token?: string;
   health?: HealthOptions;
-  /** Plural resource names whose reads are cached. */
-  cacheableResources?: readonly string[];
+  /** Which components, resources and verbs are cached; default every component's reads of what a node runs pods with. */
+  cache?: CachePolicyOptions;
+  /**
+   * The node whose writes are accepted offline. Default: from the client certificate's CN
+   * (`system:node:<name>`); without either, no write is accepted offline.
+   */
+  nodeName?: string;
+  /** How often a held watch that allows bookmarks gets one; default DEFAULT_BOOKMARK_PERIOD_MS. */
+  bookmarkPeriodMs?: number;
 }
 
 interface Request {
@@ -94,25 +106,32 @@ export class EdgeHub {
   private readonly heldWatches = new Map<ServerResponse, ListQuery>();
   private replaying?: Promise<void>;
   private replayTimer?: NodeJS.Timeout;
-  private readonly cacheable: ReadonlySet<string>;
   private readonly tokenBuf?: Buffer;
+  private readonly upgrades: UpgradeRelay;
   private server!: http.Server;
 
   private constructor(
     private readonly opts: EdgeHubOptions,
+    private readonly policy: CachePolicy,
+    /** The node whose writes are accepted offline, if known. */
+    readonly nodeName: string | undefined,
     readonly cache: EdgeCache,
     readonly health: UpstreamHealth,
     private readonly agent: https.Agent,
     readonly metrics: EdgeHubMetrics,
   ) {
-    this.cacheable = new Set(opts.cacheableResources ?? DEFAULT_CACHEABLE_RESOURCES);
     if (opts.token !== undefined) this.tokenBuf = Buffer.from(opts.token);
+    this.upgrades = new UpgradeRelay(opts.credentials, metrics);
   }
 
   static async start(opts: EdgeHubOptions): Promise<EdgeHub> {
     const tcp = !('socketPath' in opts.listen);
     if (tcp && !opts.token) throw new Error('edgehub: a TCP listener needs a token (or listen on a unix socket)');
     if (opts.token !== undefined && opts.token.length < 16) throw new Error('edgehub: the token must be at least 16 characters');
+    const bookmarkPeriod = opts.bookmarkPeriodMs ?? DEFAULT_BOOKMARK_PERIOD_MS;
+    if (!Number.isSafeInteger(bookmarkPeriod) || bookmarkPeriod < 1) throw new RangeError(`edgehub: bookmarkPeriodMs must be a positive integer, got ${bookmarkPeriod}`);
+    const policy = CachePolicy.from(opts.cache);
+    const nodeName = servedNode(opts);
     const agent = new https.Agent({
       keepAlive: true,
       keepAliveMsecs: UPSTREAM_KEEPALIVE_MS,
@@ -123,7 +142,7 @@ export class EdgeHub {
     });
     const health = new UpstreamHealth(opts.endpoints, agent, opts.health);
     const cache = EdgeCache.open(opts.cachePath);
-    const hub = new EdgeHub(opts, cache, health, agent, new EdgeHubMetrics());
+    const hub = new EdgeHub(opts, policy, nodeName, cache, health, agent, new EdgeHubMetrics());
     try {
       health.onChange((current, previous) => hub.onHealthChange(current, previous));
       await health.start(hub.abort.signal);
@@ -147,6 +166,7 @@ export class EdgeHub {
   async close(): Promise<void> {
     this.abort.abort();
     for (const w of this.upstreamWatches) w.destroy();
+    this.upgrades.cut();
     for (const res of this.heldWatches.keys()) res.end();
     clearTimeout(this.replayTimer);
     if (this.server?.listening) {
@@ -167,6 +187,7 @@ export class EdgeHub {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
     this.server = this.opts.serving ? https.createServer({ cert: this.opts.serving.certPem, key: this.opts.serving.keyPem }, handler) : http.createServer(handler);
     this.server.requestTimeout = 0; // watches are long-lived
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head));
     const listen = this.opts.listen;
     if ('socketPath' in listen) await rm(listen.socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
@@ -179,8 +200,10 @@ export class EdgeHub {
 
   private onHealthChange(current: string | undefined, previous: string | undefined): void {
     if (current === undefined) {
-      // The link may be silent rather than closed; cut upstream watches so clients fall back to the cache.
+      // The link may be silent rather than closed; cut upstream watches so clients fall back to the
+      // cache, and relayed streams, which would otherwise hang.
       for (const w of this.upstreamWatches) w.destroy();
+      this.upgrades.cut();
     } else if (previous === undefined) {
       // Back online: replay what was accepted locally, and end held watches so clients relist and
       // watch the cloud again.
@@ -216,15 +239,15 @@ export class EdgeHub {
       if (req.method === 'GET' && url.pathname === '/healthz') return this.serveHealthz(res);
       if (req.method === 'GET' && url.pathname === '/metrics') {
         res.writeHead(200, { 'Content-Type': METRICS_CONTENT_TYPE });
-        return void res.end(this.metrics.render(this.health.snapshot(), this.cache.queueDepth()));
+        return void res.end(this.metrics.render(this.health.snapshot(), { queueDepth: this.cache.queueDepth(), droppedEvents: this.cache.droppedEvents() }));
       }
       if (!this.admitted(req)) throw errors.unauthorized();
       const info = requestInfo(req.method ?? 'GET', url);
-      const cacheable =
-        info.resourceRequest && ['get', 'list', 'watch'].includes(info.verb) && !info.subresource && this.cacheable.has(info.resource) && acceptsJson(req.headers.accept);
-      const keepsAnswer = ownedPart(info) !== undefined && this.cacheable.has(info.resource) && acceptsJson(req.headers.accept);
+      const component = componentOf(req.headers['user-agent']);
+      const cacheable = info.resourceRequest && !info.subresource && this.policy.caches(component, info.resource, info.verb) && acceptsJson(req.headers.accept);
+      const keepsAnswer = ownedPart(info) !== undefined && this.policy.keeps(component, info.resource) && acceptsJson(req.headers.accept);
       const namespace = info.resource === 'namespaces' && info.apiGroup === '' ? '' : info.namespace;
-      const r: Request = { req, res, url, info, component: componentOf(req.headers['user-agent']), namespace, cacheable, keepsAnswer };
+      const r: Request = { req, res, url, info, component, namespace, cacheable, keepsAnswer };
       const upstream = this.health.current();
       // Once a write is queued for an object, later ones queue behind it until the replay drains.
       if (ownedPart(info) && (upstream === undefined || this.cache.hasQueuedWrite(scopeOf(r), r.namespace, info.name))) return await this.absorb(r);
@@ -233,6 +256,20 @@ export class EdgeHub {
       this.forward(r, upstream);
     } catch (err) {
       sendError(res, err);
+    }
+  }
+
+  /** An upgrade request (exec, attach, port-forward): relayed to the cloud, or refused with a Status. */
+  private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    try {
+      if (!this.admitted(req)) {
+        this.metrics.upgraded('unauthorized');
+        return this.upgrades.refuse(socket, errors.unauthorized());
+      }
+      await this.upgrades.relay(req, socket, head, this.health.current());
+    } catch (err) {
+      socket.destroy();
+      console.error('edgehub: relaying an upgrade request:', err);
     }
   }
 
@@ -351,7 +388,8 @@ export class EdgeHub {
   private offline(r: Request): void {
     const { res, info } = r;
     if (!r.cacheable) {
-      const what = info.resourceRequest && ['get', 'list', 'watch'].includes(info.verb) ? 'it is not cached' : 'it cannot be accepted locally';
+      const read = info.resourceRequest && ['get', 'list', 'watch'].includes(info.verb);
+      const what = !read ? 'it cannot be accepted locally' : info.subresource ? `subresource ${info.subresource} is not cached` : this.policy.exclusion(r.component, info.resource, info.verb);
       return sendStatus(res, unavailable(`edgehub: the node is offline (the cloud is unreachable) and ${describe(r)} was refused: ${what}`));
     }
     if (info.verb === 'watch') return this.holdWatch(r);
@@ -375,8 +413,9 @@ export class EdgeHub {
     const body = await readBody(req, MAX_OFFLINE_WRITE_BYTES);
     const scope = scopeOf(r);
     const cached = this.cache.get(scope, r.namespace, info.name);
-    if (cached.kind !== 'hit') {
-      return sendStatus(res, unavailable(`edgehub: the node is offline and ${describe(r)} cannot be accepted locally: the object is not cached`));
+    const refusal = offlineRefusal(info, this.nodeName, cached.kind === 'hit' ? cached.object : undefined);
+    if (refusal !== undefined || cached.kind !== 'hit') {
+      return sendStatus(res, unavailable(`edgehub: the node is offline and ${describe(r)} cannot be accepted locally: ${refusal}`));
     }
     const method = req.method ?? 'PUT';
     const contentType = req.headers['content-type'] ?? 'application/json';
@@ -408,24 +447,61 @@ export class EdgeHub {
       ...scopeOf(r), namespace: info.namespace, name: event.metadata.name ?? '', subresource: '', method: 'POST', path: r.url.pathname,
       contentType: 'application/json', body, userAgent: req.headers['user-agent'] ?? '',
     };
-    this.metrics.eventsDropped(this.cache.bufferEvent(write, MAX_BUFFERED_EVENTS));
+    this.cache.bufferEvent(write, MAX_BUFFERED_EVENTS);
     sendJson(res, 201, { ...event, metadata: { ...event.metadata, namespace: info.namespace } });
   }
 
-  /** Holds a watch open with no events; it ends when the cloud returns, the client leaves, or its timeout passes. */
+  /**
+   * Holds a watch open; it ends when the cloud returns, the client leaves, or its timeout passes. It
+   * carries the node's own writes accepted meanwhile, and BOOKMARKs if the client allows them.
+   */
   private holdWatch(r: Request): void {
     const { res, url } = r;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
-    this.heldWatches.set(res, listQuery(r));
+    const query = listQuery(r);
+    this.heldWatches.set(res, query);
     this.metrics.watchHeld(1);
     const timeoutSeconds = Number(url.searchParams.get('timeoutSeconds') ?? '0');
-    const timer = timeoutSeconds > 0 ? setTimeout(() => res.end(), timeoutSeconds * 1000) : undefined;
+    const timeout = timeoutSeconds > 0 ? setTimeout(() => res.end(), timeoutSeconds * 1000) : undefined;
+    let bookmarkTimer: NodeJS.Timeout | undefined;
+    if (parseBool(url.searchParams.get('allowWatchBookmarks')) === true) {
+      const period = this.opts.bookmarkPeriodMs ?? DEFAULT_BOOKMARK_PERIOD_MS;
+      let sent = url.searchParams.get('resourceVersion') ?? '';
+      const bookmark = () => {
+        sent = this.sendBookmark(res, query, sent);
+        bookmarkTimer = setTimeout(bookmark, period);
+      };
+      // As the API server does: the first one in time to arrive before a short timeout ends the watch.
+      bookmarkTimer = setTimeout(bookmark, timeoutSeconds > 0 ? Math.min(period, timeoutSeconds * 500) : period);
+    }
     res.on('close', () => {
-      clearTimeout(timer);
+      clearTimeout(timeout);
+      clearTimeout(bookmarkTimer);
       if (this.heldWatches.delete(res)) this.metrics.watchHeld(-1);
     });
     if (this.health.healthy) res.end();
+  }
+
+  /**
+   * Sends a BOOKMARK carrying the resourceVersion the cache holds for `query`, so a client that
+   * reconnects resumes from it. None when no cached list covers the query, or when the cache is
+   * behind what the client already has (`sent`): a bookmark never moves a watcher back. Returns the
+   * resourceVersion the client now has.
+   */
+  private sendBookmark(res: ServerResponse, query: ListQuery, sent: string): string {
+    if (res.writableEnded) return sent;
+    let list: KubeList | undefined;
+    try {
+      list = this.cache.list(query);
+    } catch {
+      return sent;
+    }
+    const rv = list?.metadata.resourceVersion;
+    if (!list || !rv || (rv !== sent && !newer(rv, sent))) return sent;
+    const object = { apiVersion: list.apiVersion, kind: list.kind.replace(/List$/, ''), metadata: { resourceVersion: rv } };
+    res.write(JSON.stringify({ type: 'BOOKMARK', object }) + '\n');
+    return rv;
   }
 }
 
@@ -480,6 +556,18 @@ function describe(r: Request): string {
   const selectors = ['labelSelector', 'fieldSelector'].map((k) => url.searchParams.get(k)).filter(Boolean);
   if (selectors.length) what.push(`with selector "${selectors.join(';')}"`);
   return `${what.join(' ')} (client ${r.component})`;
+}
+
+/** The node whose writes are accepted offline: as given (checked against the certificate), else the certificate's. */
+function servedNode(opts: EdgeHubOptions): string | undefined {
+  const fromCert = opts.credentials.certPem ? certificateNode(opts.credentials.certPem) : undefined;
+  if (opts.nodeName === undefined) return fromCert;
+  const problems = isDNS1123Subdomain(opts.nodeName);
+  if (problems.length) throw new RangeError(`edgehub: nodeName "${opts.nodeName}": ${problems.join('; ')}`);
+  if (fromCert !== undefined && fromCert !== opts.nodeName) {
+    throw new RangeError(`edgehub: nodeName "${opts.nodeName}" differs from the client certificate's node "${fromCert}" (CN system:node:${fromCert}); give the certificate's node or leave nodeName out`);
+  }
+  return opts.nodeName;
 }
 
 function unavailable(message: string): ApiError {
