@@ -1,14 +1,21 @@
+import { randomInt } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  FrameDecoder, PROTOCOL_VERSION, PROTOCOL_VERSIONS, encodeFrame, parseResponse,
+  ENVELOPE_FIELDS, FrameDecoder, MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, PROTOCOL_VERSIONS, encodeFrame, parseResponse,
   type AgentErrorCode, type HelloResult, type Op, type OpArgs, type OpResults, type Response,
 } from './agent-protocol.js';
 
 /** How long a call waits for its answer unless the caller says otherwise. */
 export const AGENT_CALL_TIMEOUT_MS = 10_000;
+/** How long one `readOutput` long poll of processStreams waits for output. */
+export const OUTPUT_POLL_MS = 10_000;
 /** How often connect() retries while QEMU has not yet created the agent socket. */
 const CONNECT_RETRY_MS = 20;
+/** Bound of a connection's first request id; leaves ids room to grow within Number.MAX_SAFE_INTEGER. */
+const FIRST_ID_LIMIT = 2 ** 48;
 
 export type AgentCallErrorCode = AgentErrorCode | 'Timeout' | 'Disconnected' | 'Protocol';
 
@@ -30,7 +37,11 @@ interface Pending { op: Op; resolve(result: unknown): void; reject(err: Error): 
  * overlap. A call that gets no answer in time fails with code 'Timeout' and its late answer is dropped.
  */
 export class AgentClient {
-  private nextId = 1;
+  /**
+   * Ids start at a random point: an answer the agent wrote for an earlier connection can still arrive
+   * on this one (the port buffers it while no host is connected), and must match no call of this one.
+   */
+  private nextId = randomInt(1, FIRST_ID_LIMIT);
   private readonly pending = new Map<number, Pending>();
   private readonly decoder = new FrameDecoder();
   private failure: AgentCallError | null = null;
@@ -90,6 +101,8 @@ export class AgentClient {
 
   call<O extends Op>(op: O, args: OpArgs[O], timeoutMs = AGENT_CALL_TIMEOUT_MS): Promise<OpResults[O]> {
     if (this.failure) return Promise.reject(this.failure);
+    const clash = ENVELOPE_FIELDS.find((field) => field in args);
+    if (clash) return Promise.reject(new AgentCallError('BadRequest', `'${op}' arguments must not use the envelope's field '${clash}'`));
     const id = this.nextId++;
     return new Promise<OpResults[O]>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -144,4 +157,97 @@ function connectOnce(path: string): Promise<Socket> {
     });
     socket.once('error', reject);
   });
+}
+
+export interface ProcessStreamsOptions {
+  /** Also give the process's stdin (it must have been started with stdin). */
+  stdin?: boolean;
+  /** Resume after this seq of `epoch` (what an earlier reader's `cursor` and `epoch` were). */
+  after?: number;
+  epoch?: string;
+  /** Ends the reading; the streams end without error. */
+  signal?: AbortSignal;
+}
+
+/** A guest process's output and input as Node streams (see processStreams). */
+export interface ProcessStreams {
+  stdout: Readable;
+  stderr: Readable;
+  stdin: Writable | null;
+  /** Settles once all output was pushed (the agent said eof) or reading stopped; rejects on an agent failure. */
+  done: Promise<void>;
+  /** The seq of the last chunk pushed and its numbering: where a new reader resumes. */
+  readonly cursor: number;
+  readonly epoch: string | undefined;
+  /** Chunks the agent's bounded buffer dropped before they were read. */
+  readonly dropped: number;
+}
+
+/**
+ * Turns a guest process's output buffer (a container's main process, or an exec) into stdout and
+ * stderr streams, by long-polling `readOutput`, and its stdin into a stream through `writeStdin` and
+ * `closeStdin`. Output waits in the agent while a consumer is slow (the poll pauses on backpressure),
+ * so the agent's bound, not host memory, limits what is held. When the agent restarted and numbered
+ * the output anew (`epoch` changed), reading restarts at its beginning: what the new agent still has
+ * may repeat output already pushed.
+ */
+export function processStreams(client: AgentClient, processId: string, options: ProcessStreamsOptions = {}): ProcessStreams {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const state = { cursor: options.after ?? 0, epoch: options.epoch, dropped: 0 };
+  const stopped = new Promise<null>((resolve) => {
+    if (options.signal?.aborted) resolve(null);
+    options.signal?.addEventListener('abort', () => resolve(null), { once: true });
+  });
+  const done = (async () => {
+    for (;;) {
+      const poll = client.call('readOutput', { processId, after: state.cursor, timeoutMs: OUTPUT_POLL_MS }, OUTPUT_POLL_MS + AGENT_CALL_TIMEOUT_MS);
+      poll.catch(() => undefined);
+      const answer = await Promise.race([poll, stopped]);
+      if (answer === null) return;
+      if (state.epoch !== undefined && answer.epoch !== state.epoch && state.cursor > 0) {
+        state.epoch = answer.epoch;
+        state.cursor = 0;
+        continue;
+      }
+      state.epoch = answer.epoch;
+      state.dropped += answer.dropped;
+      for (const chunk of answer.chunks) {
+        const target = chunk.stream === 'stderr' ? stderr : stdout;
+        if (!target.write(Buffer.from(chunk.data, 'base64'))) await Promise.race([once(target, 'drain'), once(target, 'close'), stopped]);
+        state.cursor = chunk.seq;
+      }
+      if (answer.eof) return;
+    }
+  })().finally(() => {
+    stdout.end();
+    stderr.end();
+  });
+  done.catch((err: Error) => {
+    stdout.destroy(err);
+    stderr.destroy(err);
+  });
+  const stdin = options.stdin
+    ? new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          void (async () => {
+            for (let at = 0; at < chunk.length; at += MAX_PAYLOAD_BYTES) {
+              await client.call('writeStdin', { processId, data: chunk.subarray(at, at + MAX_PAYLOAD_BYTES).toString('base64') });
+            }
+          })().then(() => callback(), callback);
+        },
+        final(callback) {
+          client.call('closeStdin', { processId }).then(() => callback(), callback);
+        },
+      })
+    : null;
+  return {
+    stdout,
+    stderr,
+    stdin,
+    done,
+    get cursor() { return state.cursor; },
+    get epoch() { return state.epoch; },
+    get dropped() { return state.dropped; },
+  };
 }

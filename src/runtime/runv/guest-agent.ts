@@ -1,25 +1,32 @@
 /**
- * The guest agent: runs as a Node program inside the VM (started by the initramfs's /init) and serves
- * the protocol in PROTOCOL.md on the virtio-serial port named AGENT_PORT_NAME. It imports only Node
- * built-ins and ./agent-protocol.js, the two files the agent disk carries.
+ * The guest agent: runs as a Node program inside the VM (started, and restarted, by the initramfs's
+ * /init) and serves the protocol in PROTOCOL.md on the virtio-serial port named AGENT_PORT_NAME. It
+ * imports only Node built-ins and modules of this repository that do too; guest-image.ts copies it
+ * and everything it imports onto the agent disk.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, openSync, readdirSync, readFileSync } from 'node:fs';
-import { constants, release } from 'node:os';
+import { createWriteStream, openSync, read, readdirSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RuntimeError } from '../handler.js';
 import {
-  AGENT_PORT_NAME, FrameDecoder, PROTOCOL_VERSIONS, ProtocolError, encodeFrame, parseRequest,
-  type AgentErrorCode, type ExecArgs, type ExecResult, type Request, type SignalArgs, type StartArgs, type WaitArgs, type WaitResult,
+  AGENT_PORT_NAME, FrameDecoder, PROTOCOL_VERSIONS, encodeFrame, parseRequest,
+  type HelloResult, type Op, type Request,
 } from './agent-protocol.js';
+import { GuestContainers } from './guest/containers.js';
+import { configureInterface, route, setHostname } from './guest/network.js';
+import { exec, signal, start, wait } from './guest/processes.js';
+import { mount, umount, writeFile } from './guest/storage.js';
+import { blockCounters, memoryCounters, networkCounters, reseedRandom, setTime } from './guest/system.js';
+import { AgentError, optionalStringArray } from './guest/validate.js';
 
 const AGENT_NAME = 'atoll-guest-agent';
-/** Output beyond this per stream of one exec is cut off, so a chatty command cannot exhaust guest memory. */
-const EXEC_OUTPUT_LIMIT_BYTES = 8 * 1024 * 1024;
+/** While no host is connected a read of the port returns at once (EOF); this paces the wait for one. */
+const RECONNECT_POLL_MS = 100;
+const READ_BYTES = 64 * 1024;
+const readAsync = promisify(read);
 
-class AgentError extends Error {
-  constructor(readonly code: AgentErrorCode, message: string) {
-    super(message);
-  }
-}
+type Handler = (args: Record<string, unknown>, signal: AbortSignal) => unknown;
 
 function findPort(name: string): string {
   const base = '/sys/class/virtio-ports';
@@ -29,141 +36,111 @@ function findPort(name: string): string {
   throw new Error(`no virtio-serial port named '${name}' under ${base}`);
 }
 
-function stringArray(value: unknown, field: string, nonEmpty: boolean): string[] {
-  if (!Array.isArray(value) || value.some((item) => typeof item !== 'string') || (nonEmpty && value.length === 0)) {
-    throw new AgentError('BadRequest', `'${field}' must be ${nonEmpty ? 'a non-empty' : 'an'} array of strings`);
-  }
-  return value as string[];
+function hello(args: Record<string, unknown>): HelloResult {
+  const offered = args.versions;
+  if (!Array.isArray(offered) || offered.some((v) => !Number.isSafeInteger(v))) throw new AgentError('BadRequest', "'versions' must be an array of integers");
+  const version = [...PROTOCOL_VERSIONS].reverse().find((v) => offered.includes(v));
+  if (version === undefined) throw new AgentError('UnsupportedVersion', `agent speaks versions ${PROTOCOL_VERSIONS.join(', ')}, host offered ${offered.join(', ') || 'none'}`);
+  return { version, agent: AGENT_NAME, kernelRelease: release() };
 }
 
-function envObject(env: unknown): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
-  for (const entry of env === undefined ? [] : stringArray(env, 'env', false)) {
-    const eq = entry.indexOf('=');
-    if (eq <= 0) throw new AgentError('BadRequest', `env entry '${entry}' is not NAME=value`);
-    out[entry.slice(0, eq)] = entry.slice(eq + 1);
-  }
-  return out;
+function handlers(containers: GuestContainers | Error): Record<Op, Handler> {
+  const c = (use: (containers: GuestContainers) => Handler): Handler => {
+    if (containers instanceof Error) return () => { throw new AgentError('Internal', `containers are unavailable in this guest: ${containers.message}`); };
+    return use(containers);
+  };
+  return {
+    hello, exec, start, signal, wait,
+    mount, umount, writeFile,
+    createContainer: c((x) => (args) => x.create(args)),
+    startContainer: c((x) => (args) => x.start(args)),
+    signalContainer: c((x) => (args) => x.signal(args)),
+    stopContainer: c((x) => (args) => x.stop(args)),
+    waitContainer: c((x) => (args, abort) => x.wait(args, abort)),
+    removeContainer: c((x) => (args) => x.remove(args)),
+    updateContainer: c((x) => (args) => x.update(args)),
+    execInContainer: c((x) => (args) => x.exec(args)),
+    execSyncInContainer: c((x) => (args) => x.execSync(args)),
+    waitExec: c((x) => (args, abort) => x.waitExec(args, abort)),
+    signalExec: c((x) => (args) => x.signalExec(args)),
+    readOutput: c((x) => (args, abort) => x.readOutput(args, abort)),
+    writeStdin: c((x) => (args) => x.writeStdin(args)),
+    closeStdin: c((x) => (args) => x.closeStdin(args)),
+    resizeTerminal: c((x) => (args) => x.resize(args)),
+    stats: async (args) => ({
+      timestamp: Date.now(),
+      containers: containers instanceof Error ? [] : await containers.stats(optionalStringArray(args.containerIds, 'containerIds')),
+      network: await networkCounters(),
+      block: await blockCounters(),
+      memory: await memoryCounters(),
+    }),
+    interface: configureInterface,
+    route,
+    hostname: setHostname,
+    setTime,
+    reseedRandom,
+  };
 }
 
-/** Spawns argv and resolves once the process exists, or rejects with CommandNotFound. */
-function spawnChecked(argv: string[], env: NodeJS.ProcessEnv, cwd: string | undefined, stdio: 'pipe' | 'ignore'): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env, cwd, stdio: ['ignore', stdio, stdio] });
-    child.once('spawn', () => resolve(child));
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'EACCES') reject(new AgentError('CommandNotFound', `${argv[0]}: ${err.code === 'ENOENT' ? 'executable file not found' : 'permission denied'}${cwd ? ` (cwd ${cwd})` : ''}`));
-      else reject(new AgentError('Internal', `spawn ${argv[0]}: ${err.message}`));
-    });
-  });
+/** An error as the protocol's {code, message}; the runtime handler's codes carry over. */
+function errorBody(err: unknown): { code: string; message: string } {
+  if (err instanceof AgentError) return { code: err.code, message: err.message };
+  if (err instanceof RuntimeError) return { code: err.code === 'InvalidArgument' ? 'BadRequest' : err.code, message: err.message };
+  return { code: 'Internal', message: (err as Error).message ?? String(err) };
 }
 
-function collect(stream: NodeJS.ReadableStream | null): () => string {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  stream?.on('data', (chunk: Buffer) => {
-    if (size >= EXEC_OUTPUT_LIMIT_BYTES) return;
-    chunks.push(chunk.subarray(0, EXEC_OUTPUT_LIMIT_BYTES - size));
-    size += chunk.length;
-  });
-  return () => Buffer.concat(chunks).toString('base64');
-}
-
-/** Processes started with 'start', kept until a 'wait' collects their exit. */
-const started = new Map<number, { exit: Promise<WaitResult> }>();
-
-function exitOf(child: ChildProcess): Promise<WaitResult> {
-  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ exitCode: code ?? 128, signal })));
-}
-
-async function exec(args: ExecArgs): Promise<ExecResult> {
-  const argv = stringArray(args.argv, 'argv', true);
-  if (args.timeoutMs !== undefined && !(Number.isSafeInteger(args.timeoutMs) && args.timeoutMs > 0)) throw new AgentError('BadRequest', "'timeoutMs' must be a positive integer");
-  const child = await spawnChecked(argv, envObject(args.env), args.cwd, 'pipe');
-  const stdout = collect(child.stdout);
-  const stderr = collect(child.stderr);
-  let timedOut = false;
-  const timer = args.timeoutMs === undefined ? undefined : setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, args.timeoutMs);
-  const exit = await exitOf(child);
-  clearTimeout(timer);
-  if (timedOut) throw new AgentError('DeadlineExceeded', `${argv[0]} did not finish within ${args.timeoutMs} ms and was killed`);
-  return { exitCode: exit.signal ? 128 + signalNumber(exit.signal) : exit.exitCode, signal: exit.signal, stdout: stdout(), stderr: stderr() };
-}
-
-async function start(args: StartArgs): Promise<{ pid: number }> {
-  const argv = stringArray(args.argv, 'argv', true);
-  const child = await spawnChecked(argv, envObject(args.env), args.cwd, 'ignore');
-  const pid = child.pid!;
-  started.set(pid, { exit: exitOf(child) });
-  return { pid };
-}
-
-function signalNumber(name: string): number {
-  return constants.signals[name as NodeJS.Signals] ?? 0;
-}
-
-function processOf(pid: unknown): { exit: Promise<WaitResult> } {
-  if (!Number.isSafeInteger(pid)) throw new AgentError('BadRequest', "'pid' must be an integer");
-  const entry = started.get(pid as number);
-  if (!entry) throw new AgentError('NoSuchProcess', `no process ${String(pid)} started by this agent`);
-  return entry;
-}
-
-function signal(args: SignalArgs): Record<string, never> {
-  processOf(args.pid);
-  if (typeof args.signal !== 'string' && !Number.isSafeInteger(args.signal)) throw new AgentError('BadRequest', "'signal' must be a name or a number");
-  try {
-    process.kill(args.pid, args.signal);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ESRCH') return {};
-    throw new AgentError('BadRequest', `signal ${String(args.signal)} to ${args.pid}: ${(err as Error).message}`);
-  }
-  return {};
-}
-
-async function wait(args: WaitArgs): Promise<WaitResult> {
-  const result = await processOf(args.pid).exit;
-  started.delete(args.pid);
-  return result;
-}
-
-async function handle(request: Request): Promise<unknown> {
-  if (request.op === 'hello') {
-    const offered = versionList((request as Request<'hello'>).versions);
-    const version = [...PROTOCOL_VERSIONS].reverse().find((v) => offered.includes(v));
-    if (version === undefined) throw new AgentError('UnsupportedVersion', `agent speaks versions ${PROTOCOL_VERSIONS.join(', ')}, host offered ${offered.join(', ') || 'none'}`);
-    return { version, agent: AGENT_NAME, kernelRelease: release() };
-  }
+async function handle(table: Record<Op, Handler>, request: Request, abort: AbortSignal): Promise<unknown> {
+  const args = request as unknown as Record<string, unknown>;
+  if (request.op === 'hello') return hello(args);
   if (!(PROTOCOL_VERSIONS as readonly number[]).includes(request.v)) throw new AgentError('UnsupportedVersion', `agent speaks versions ${PROTOCOL_VERSIONS.join(', ')}, request used ${request.v}`);
-  switch (request.op) {
-    case 'exec': return exec(request as Request<'exec'>);
-    case 'start': return start(request as Request<'start'>);
-    case 'signal': return signal(request as Request<'signal'>);
-    case 'wait': return wait(request as Request<'wait'>);
-    default: throw new AgentError('UnknownOp', `unknown op '${String(request.op)}'`);
-  }
+  if (!Object.hasOwn(table, request.op)) throw new AgentError('UnknownOp', `unknown op '${String(request.op)}'`);
+  return table[request.op](args, abort);
 }
 
-function versionList(value: unknown): number[] {
-  if (!Array.isArray(value) || value.some((v) => !Number.isSafeInteger(v))) throw new AgentError('BadRequest', "'versions' must be an array of integers");
-  return value as number[];
-}
-
-function serve(path: string): void {
+/**
+ * Reads requests from the port and answers each when it completes. The port reads EOF while no host
+ * is connected: that ends the connection (its decoder state and its unanswered requests, whose
+ * answers would reach the next host) and the agent waits for the next one. Containers and their
+ * buffered output stay.
+ */
+async function serve(path: string, table: Record<Op, Handler>): Promise<never> {
   // A virtio-serial port can be open only once, so both directions share one read-write descriptor.
   const fd = openSync(path, 'r+');
-  const input = createReadStream(path, { fd, autoClose: false });
   const output = createWriteStream(path, { fd, autoClose: false });
-  const decoder = new FrameDecoder();
-  const reply = (message: object) => output.write(encodeFrame(message));
-  input.on('data', (chunk: Buffer | string) => {
+  output.on('error', (err) => {
+    process.stderr.write(`${AGENT_NAME}: writing ${path}: ${err.message}\n`);
+    process.exit(1);
+  });
+  let connection = new AbortController();
+  let decoder = new FrameDecoder();
+  const chunk = Buffer.alloc(READ_BYTES);
+  const reply = (abort: AbortSignal, message: object) => {
+    if (abort.aborted) return;
+    let frame: Buffer;
+    try {
+      frame = encodeFrame(message);
+    } catch (err) {
+      const id = (message as { id: number }).id;
+      frame = encodeFrame({ v: PROTOCOL_VERSIONS[0], id, ok: false, error: { code: 'Internal', message: `answer not sent: ${(err as Error).message}` } });
+    }
+    output.write(frame);
+  };
+  for (;;) {
+    const { bytesRead } = await readAsync(fd, chunk, 0, READ_BYTES, null);
+    if (bytesRead === 0) {
+      connection.abort();
+      decoder = new FrameDecoder();
+      await sleep(RECONNECT_POLL_MS);
+      continue;
+    }
+    if (connection.signal.aborted) connection = new AbortController();
+    const abort = connection.signal;
     let messages: Record<string, unknown>[];
     try {
-      messages = decoder.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      messages = decoder.push(Buffer.from(chunk.subarray(0, bytesRead)));
     } catch (err) {
       // The framing is lost; nothing after this point can be matched to a request. Exiting lets /init
-      // restart the agent with a fresh decoder.
+      // restart the agent with a fresh decoder; containers keep running under their conmon.
       process.stderr.write(`${AGENT_NAME}: ${(err as Error).message}\n`);
       process.exit(2);
     }
@@ -173,19 +150,19 @@ function serve(path: string): void {
         request = parseRequest(message);
       } catch (err) {
         const id = Number.isSafeInteger(message.id) ? message.id : 0;
-        reply({ v: PROTOCOL_VERSIONS[0], id, ok: false, error: { code: 'BadRequest', message: (err as ProtocolError).message } });
+        reply(abort, { v: PROTOCOL_VERSIONS[0], id, ok: false, error: { code: 'BadRequest', message: (err as Error).message } });
         continue;
       }
-      handle(request).then(
-        (result) => reply({ v: request.v, id: request.id, ok: true, result }),
-        (err: Error) => reply({ v: request.v, id: request.id, ok: false, error: { code: err instanceof AgentError ? err.code : 'Internal', message: err.message } }),
+      handle(table, request, abort).then(
+        (result) => reply(abort, { v: request.v, id: request.id, ok: true, result }),
+        (err: unknown) => reply(abort, { v: request.v, id: request.id, ok: false, error: errorBody(err) }),
       );
     }
-  });
-  input.on('error', (err) => {
-    process.stderr.write(`${AGENT_NAME}: reading ${path}: ${err.message}\n`);
-    process.exit(1);
-  });
+  }
 }
 
-serve(process.argv[2] ?? findPort(AGENT_PORT_NAME));
+const containers = await GuestContainers.open().catch((err: Error) => {
+  process.stderr.write(`${AGENT_NAME}: containers unavailable: ${err.message}\n`);
+  return err;
+});
+await serve(process.argv[2] ?? findPort(AGENT_PORT_NAME), handlers(containers));

@@ -18,8 +18,12 @@ import { runTool } from './command.js';
  */
 
 export const GUEST_KERNEL_META_PACKAGE = 'linux-image-amd64';
-/** Modules the guest needs: virtio-mmio transport (microvm), the agent's serial port, disks, NIC, entropy, ext4. */
-export const GUEST_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_blk', 'virtio_net', 'virtio_rng', 'ext4', 'crc32c_generic'] as const;
+/**
+ * Modules the guest needs: virtio-mmio transport (microvm), the agent's serial port, disks, NIC,
+ * entropy, ext4, and 9p over virtio for hostPath volumes (the documented slow path). cgroups,
+ * namespaces, tmpfs, devpts and seccomp, which runc needs, are built into Debian's kernel.
+ */
+export const GUEST_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_blk', 'virtio_net', 'virtio_rng', 'ext4', 'crc32c_generic', '9p', '9pnet_virtio'] as const;
 const RECORD = 'kernel.json';
 /** Bumped when the cache entry's contents change, so older entries are rebuilt. */
 const LAYOUT = 2;

@@ -85,7 +85,8 @@ export function conmonAttach(options: ConmonAttachOptions): Promise<StreamSessio
   });
 }
 
-async function resizeTerminal(ctlPath: string, size: TerminalSize): Promise<void> {
+/** Asks conmon, through its control FIFO, to resize the terminal of the container it runs. */
+export async function resizeTerminal(ctlPath: string, size: TerminalSize): Promise<void> {
   const handle = await open(ctlPath, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
   if (!handle) return;
   try {
