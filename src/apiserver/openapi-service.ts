@@ -2,6 +2,7 @@ import { ApiError } from '../api/errors.js';
 import { byGroupVersion, customResourceSchemas, openapiIndex, renderGroupVersion, type RenderedDocument } from '../api/openapi/documents.js';
 import type { Schema } from '../api/openapi/schema.js';
 import type { ResourceDef } from '../api/resources.js';
+import { METRICS_SCHEMAS } from './metrics-resources.js';
 import type { ResourceRegistry } from './registry.js';
 
 /** /openapi/v3 and its per-group-version documents, for the resources served right now. */
@@ -25,7 +26,7 @@ export class OpenApiService {
   }
 
   private customComponents(): Record<string, Schema> {
-    const extra: Record<string, Schema> = {};
+    const extra: Record<string, Schema> = { ...METRICS_SCHEMAS };
     for (const def of this.registry.all()) if (def.custom) Object.assign(extra, customResourceSchemas(def, this.registry.customSchema(def)));
     return extra;
   }

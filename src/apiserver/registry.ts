@@ -42,14 +42,15 @@ interface CrdSpec {
 }
 
 /**
- * Every resource the server serves: the built-ins plus one entry per served version of each
- * established CustomResourceDefinition.
+ * Every resource the server serves: the built-ins, the resources the server computes rather than
+ * stores (`served`, e.g. metrics.k8s.io), and one entry per served version of each established
+ * CustomResourceDefinition.
  */
 export class ResourceRegistry {
   private readonly custom = new Map<string, CustomResource[]>();
   private byPath = new Map<string, ResourceDef>();
 
-  constructor() {
+  constructor(private readonly served: readonly ResourceDef[] = []) {
     this.rebuild();
   }
 
@@ -108,7 +109,7 @@ export class ResourceRegistry {
 
   private rebuild(): void {
     const map = new Map<string, ResourceDef>();
-    for (const def of BUILTIN_RESOURCES) map.set(`${def.group}/${def.version}/${def.plural}`, def);
+    for (const def of [...BUILTIN_RESOURCES, ...this.served]) map.set(`${def.group}/${def.version}/${def.plural}`, def);
     for (const list of this.custom.values()) {
       for (const c of list) {
         const k = `${c.def.group}/${c.def.version}/${c.def.plural}`;

@@ -167,7 +167,7 @@ export function respond(ctx: ResourceContext, code: number, obj: KubeObject, war
   sendJson(ctx.res, code, render(ctx, accept, obj), warnings);
 }
 
-function respondList(ctx: ResourceContext, list: KubeList): void {
+export function respondList(ctx: ResourceContext, list: KubeList): void {
   const accept = acceptFor(ctx);
   if (accept.table) return sendJson(ctx.res, 200, toTable(ctx.def, list.items, tableOptions(ctx, list)));
   if (accept.partialMetadata) {

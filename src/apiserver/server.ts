@@ -27,6 +27,9 @@ import { parseAccept, readBody, decodeBody, sendError, sendJson, sendRaw } from 
 import { respondOnSocket } from './upgrade-proxy.js';
 import { OpenApiService } from './openapi-service.js';
 import { ResourceRegistry } from './registry.js';
+import { MetricsApi } from './metrics-api.js';
+import { METRICS_RESOURCES } from './metrics-resources.js';
+import { MetricsScraper } from './metrics-scraper.js';
 import { NodeProxy } from './node-proxy.js';
 import { requestInfo, type RequestInfo } from './request-info.js';
 import { handleResource } from './resource-handler.js';
@@ -57,7 +60,7 @@ const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-l
  * storage of every served resource.
  */
 export class ApiServer {
-  readonly registry = new ResourceRegistry();
+  readonly registry = new ResourceRegistry(METRICS_RESOURCES);
   readonly storage: Storage;
   readonly cache: WatchCache;
   readonly admission = new AdmissionChain();
@@ -72,6 +75,8 @@ export class ApiServer {
   pki?: Pki;
   /** Reaches node servers for logs, exec, attach, port-forward and nodes/proxy. */
   private nodeProxy?: NodeProxy;
+  /** metrics.k8s.io, from the nodes' /metrics/resource. */
+  private metrics?: { api: MetricsApi; scraper: MetricsScraper };
   /** Upgraded connections (exec, attach, port-forward) outlive their request; close() ends them. */
   private readonly upgraded = new Set<Duplex>();
   /** Signs and verifies service-account tokens; serves the serviceaccounts/token subresource. */
@@ -117,6 +122,7 @@ export class ApiServer {
   async close(): Promise<void> {
     this.abort.abort();
     this.nodeProxy?.close();
+    this.metrics?.scraper.close();
     for (const socket of this.upgraded) socket.destroy();
     if (this.server) {
       await new Promise<void>((resolve) => {
@@ -195,12 +201,10 @@ export class ApiServer {
     });
     await namespaceDefaults.start(this.abort.signal);
 
-    this.nodeProxy = new NodeProxy({
-      storage: this.storage,
-      pods: def('', 'v1', 'pods'),
-      nodes: def('', 'v1', 'nodes'),
-      tls: { caPem: this.pki.caCertPem, certPem: this.pki.kubeletClientCertPem, keyPem: this.pki.kubeletClientKeyPem },
-    });
+    const kubeletClient = { caPem: this.pki.caCertPem, certPem: this.pki.kubeletClientCertPem, keyPem: this.pki.kubeletClientKeyPem };
+    this.nodeProxy = new NodeProxy({ storage: this.storage, pods: def('', 'v1', 'pods'), nodes: def('', 'v1', 'nodes'), tls: kubeletClient });
+    const scraper = new MetricsScraper({ tls: kubeletClient, signal: this.abort.signal });
+    this.metrics = { scraper, api: new MetricsApi({ storage: this.storage, nodes: def('', 'v1', 'nodes'), pods: def('', 'v1', 'pods'), scraper }) };
 
     const admin = await issueClientCert(this.pki, { cn: 'kubernetes-admin', groups: ['system:masters'] });
     this.adminCredentials = { ...admin, token: tokens[0]!.token };
@@ -358,6 +362,7 @@ export class ApiServer {
     const ctx = { req, res, url, info, def, user, storage: this.storage, cache: this.cache, registry: this.registry };
     if (def.plural === 'serviceaccounts' && info.subresource === 'token') return serveTokenRequest(ctx, this.serviceAccountTokens!);
     if (NodeProxy.handles(info)) return this.nodeProxy!.serve(req, res, url, info);
+    if (MetricsApi.handles(def)) return this.metrics!.api.serve(ctx);
     await handleResource(ctx);
   }
 

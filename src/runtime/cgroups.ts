@@ -1,5 +1,5 @@
 import { readFileSync, readdirSync, rmdirSync, statfsSync, existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -141,6 +141,72 @@ function shape(cpu: bigint, usage: bigint, inactiveFile: bigint, rss: bigint, pi
     memoryRssBytes: Number(rss),
     pids: Number(pids),
   };
+}
+
+/** Block I/O of a cgroup and its descendants, summed over devices. */
+export interface BlockIoStats {
+  readBytes: number;
+  writeBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
+/**
+ * Reads a cgroup's block I/O: `io.stat` on v2; on v1 the blkio throttle files, which count every
+ * bio (`blkio.throttle.io_service_bytes_recursive` / `io_serviced_recursive`), else the CFQ ones of
+ * old kernels (`blkio.io_service_bytes_recursive` / `blkio.io_serviced_recursive`).
+ */
+export async function readBlockIo(cgroup: Cgroup): Promise<BlockIoStats> {
+  if (cgroup.mode === 'v2') return parseIoStat(await readFile(join(controllerDir(cgroup, ''), 'io.stat'), 'utf8'));
+  const dir = controllerDir(cgroup, 'blkio');
+  const prefix = existsSync(join(dir, 'blkio.throttle.io_service_bytes_recursive')) ? 'blkio.throttle.' : 'blkio.';
+  const read = (file: string) => readFile(join(dir, prefix + file), 'utf8').then(parseBlkioRecursive);
+  const [bytes, ops] = await Promise.all([read('io_service_bytes_recursive'), read('io_serviced_recursive')]);
+  return { readBytes: bytes.read, writeBytes: bytes.write, readOps: ops.read, writeOps: ops.write };
+}
+
+/** v2 `io.stat`: `MAJ:MIN rbytes=N wbytes=N rios=N wios=N dbytes=N dios=N` per device. */
+export function parseIoStat(text: string): BlockIoStats {
+  const out: BlockIoStats = { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 };
+  const fields: Record<string, keyof BlockIoStats> = { rbytes: 'readBytes', wbytes: 'writeBytes', rios: 'readOps', wios: 'writeOps' };
+  for (const line of text.split('\n')) {
+    for (const pair of line.trim().split(/\s+/).slice(1)) {
+      const [key, value] = pair.split('=');
+      const field = key ? fields[key] : undefined;
+      if (field && value && /^\d+$/.test(value)) out[field] += Number(value);
+    }
+  }
+  return out;
+}
+
+/** v1 blkio `*_recursive` files: `MAJ:MIN Read|Write|Sync|Async|Discard|Total N` per device, then `Total N`. */
+export function parseBlkioRecursive(text: string): { read: number; write: number } {
+  const out = { read: 0, write: 0 };
+  for (const line of text.split('\n')) {
+    const [device, op, value] = line.trim().split(/\s+/);
+    if (!device?.includes(':') || !value || !/^\d+$/.test(value)) continue;
+    if (op === 'Read') out.read += Number(value);
+    else if (op === 'Write') out.write += Number(value);
+  }
+  return out;
+}
+
+/**
+ * Makes v1 blkio throttle statistics count. Recent kernels (measured on 6.18) set up a disk's throttle
+ * state, and with it every cgroup's `blkio.throttle.io_service*` counters, only once some cgroup
+ * configures a throttle rule for that disk; until then they read 0. A rule of 0 means "no limit", so
+ * writing one per disk into `parent` (which the caller owns) turns the counting on and limits nothing.
+ * Not needed on v2, whose io.stat always counts; disks that refuse a rule are skipped.
+ */
+export async function enableBlockIoStats(parent: Cgroup): Promise<void> {
+  if (parent.mode === 'v2') return;
+  const dir = controllerDir(parent, 'blkio');
+  await mkdir(dir, { recursive: true });
+  for (const disk of await readdir('/sys/block')) {
+    const device = await readFile(join('/sys/block', disk, 'dev'), 'utf8').catch(() => '');
+    if (!/^\d+:\d+$/.test(device.trim())) continue;
+    await writeFile(join(dir, 'blkio.throttle.read_bps_device'), `${device.trim()} 0`).catch(() => undefined);
+  }
 }
 
 /** How many processes of the cgroup the kernel's OOM killer has killed; 0 when the cgroup is gone. */

@@ -19,8 +19,8 @@ import type { NetworkAttachment } from './network/network.js';
  *
  * A container may also exit on its own at any point after start; `state` then reports its exit code,
  * when it finished and why ('Completed' for 0, 'OOMKilled' when the kernel's OOM killer ended it,
- * 'Error' otherwise). Removing a container deletes its runtime state; the CRI log file stays, since
- * rotating and deleting logs is the kubelet's job.
+ * 'VmExited' when the VM it ran in (runv) ended under it, 'Error' otherwise). Removing a container
+ * deletes its runtime state; the CRI log file stays, since rotating and deleting logs is the kubelet's job.
  *
  * State and restarts
  * ------------------
@@ -237,7 +237,7 @@ export interface Resources {
 }
 
 export type ContainerStatus = 'created' | 'running' | 'exited' | 'unknown';
-export type ExitReason = 'Completed' | 'Error' | 'OOMKilled';
+export type ExitReason = 'Completed' | 'Error' | 'OOMKilled' | 'VmExited';
 
 export interface ContainerState {
   status: ContainerStatus;
@@ -296,4 +296,9 @@ export interface ContainerStats {
   cpu: { usageCoreNanoSeconds: bigint };
   memory: { usageBytes: number; workingSetBytes: number; rssBytes: number };
   pids: number;
+  /**
+   * Block I/O issued by the container since it started, summed over devices; absent when the
+   * handler cannot tell (CRI has no field for it: the runtime's admin socket carries it).
+   */
+  blockIo?: { readBytes: number; writeBytes: number; readOps: number; writeOps: number };
 }

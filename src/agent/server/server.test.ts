@@ -4,6 +4,7 @@ import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import parsePrometheusText, { type ParsedFamily } from 'parse-prometheus-text-format';
 import { WebSocket } from 'ws';
 import { startCriContainer, runCriPod, podObject, type CriPod } from '../../../test/support/cri-pod.js';
 import { startTestRuntime, type TestRuntime } from '../../../test/support/node-runtime.js';
@@ -15,7 +16,9 @@ import { startNodeServer, type NodeServer } from './server.js';
 
 const NODE = 'node-a';
 const HTTP_PORT = 8080;
-const CONTAINERS = ['printer', 'web', 'crasher', 'counter', 'rotor'];
+const CONTAINERS = ['printer', 'web', 'crasher', 'counter', 'rotor', 'writer'];
+/** What the writer container writes with O_DIRECT, so it reaches the disk as block I/O. */
+const WRITTEN_BYTES = 16 * 64 * 1024;
 
 interface Identity {
   cert?: string;
@@ -76,6 +79,7 @@ describe('node server over a real runtime', () => {
       pods: () => pods,
       nodeName: NODE,
       rootDir: rt.tmp,
+      adminSocket: join(rt.tmp, 'admin.sock'),
       log: () => undefined,
     });
     await startCriContainer(rt, pod, 'printer', ['sh', '-c', 'echo one; echo two; echo three; printf "no "; printf "newline"; sleep 0.2; echo; exec sleep 1000']);
@@ -87,6 +91,7 @@ describe('node server over a real runtime', () => {
     const first = await startCriContainer(rt, pod, 'crasher', ['sh', '-c', 'echo first run; exit 1']);
     await waitFor('the first crasher to exit', async () => (await rt.cri.ContainerStatus({ container_id: first })).status?.state === 'CONTAINER_EXITED');
     await startCriContainer(rt, pod, 'crasher', ['sh', '-c', 'echo second run; exec sleep 1000'], 1);
+    await startCriContainer(rt, pod, 'writer', ['sh', '-c', 'dd if=/dev/zero of=/tmp/f bs=64k count=16 oflag=direct; exec sleep 1000']);
   });
 
   after(async () => {
@@ -237,4 +242,78 @@ describe('node server over a real runtime', () => {
     assert.ok(printer.logs!.usedBytes! > 0);
     assert.ok(printer.rootfs!.capacityBytes! > 0);
   });
+
+  it('serves the kubelet resource metrics: node, pod and container cpu and memory, stamped', async () => {
+    const res = await get('/metrics/resource');
+    assert.equal(res.status, 200);
+    assert.equal(res.type, 'text/plain; version=0.0.4; charset=utf-8');
+    const families = metricFamilies(res.body);
+    assert.equal(families.get('resource_scrape_error')?.type, 'GAUGE');
+    assert.equal(sampleOf(families, 'resource_scrape_error', {}).value, '0');
+    assert.match(res.body, /^# HELP node_cpu_usage_seconds_total \[STABLE\] Cumulative cpu time consumed by the node in core-seconds$/m);
+    assert.equal(families.get('node_cpu_usage_seconds_total')?.type, 'COUNTER');
+    const nodeCpu = sampleOf(families, 'node_cpu_usage_seconds_total', {});
+    assert.ok(Number(nodeCpu.value) > 0 && Number(nodeCpu.timestamp_ms) > 0, JSON.stringify(nodeCpu));
+    assert.ok(Number(sampleOf(families, 'node_memory_working_set_bytes', {}).value) > 0);
+    const podLabels = { namespace: 'test', pod: 'web' };
+    assert.ok(Number(sampleOf(families, 'pod_cpu_usage_seconds_total', podLabels).value) > 0);
+    assert.ok(Number(sampleOf(families, 'pod_memory_working_set_bytes', podLabels).value) > 0);
+    const printer = { container: 'printer', ...podLabels };
+    assert.ok(Number(sampleOf(families, 'container_cpu_usage_seconds_total', printer).value) > 0);
+    assert.ok(Number(sampleOf(families, 'container_memory_working_set_bytes', printer).value) > 0);
+    const started = Number(sampleOf(families, 'container_start_time_seconds', printer).value);
+    assert.ok(started > 1e9 && started <= Date.now() / 1000, String(started));
+  });
+
+  it('serves cAdvisor metrics with block I/O from the runtime and pod packet counters', async () => {
+    const writer = { container: 'writer', namespace: 'test', pod: 'web', device: '' };
+    const families = await waitFor('the writer\'s writes in /metrics/cadvisor', async () => {
+      const found = metricFamilies((await get('/metrics/cadvisor')).body);
+      const written = found.get('container_fs_writes_bytes_total')?.metrics.find((m) => matchesLabels(m.labels, writer));
+      return written && Number(written.value) >= WRITTEN_BYTES ? found : undefined;
+    });
+    for (const name of ['container_fs_writes_bytes_total', 'container_fs_writes_total', 'container_fs_reads_bytes_total', 'container_fs_reads_total', 'container_cpu_usage_seconds_total']) {
+      assert.equal(families.get(name)?.type, 'COUNTER', name);
+    }
+    const writes = sampleOf(families, 'container_fs_writes_total', writer);
+    assert.ok(Number(writes.value) >= 1, JSON.stringify(writes));
+    const written = sampleOf(families, 'container_fs_writes_bytes_total', writer);
+    assert.equal(written.labels?.image, rt.image);
+    assert.match(written.labels?.name ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(written.labels?.id, `/poduid-web/${written.labels?.name}`);
+    assert.ok(Number(sampleOf(families, 'container_cpu_usage_seconds_total', { container: 'printer', cpu: 'total', pod: 'web' }).value) > 0);
+    assert.ok(Number(sampleOf(families, 'container_memory_working_set_bytes', { container: 'printer', pod: 'web' }).value) > 0);
+    assert.ok(Number(sampleOf(families, 'container_memory_rss', { container: 'printer', pod: 'web' }).value) > 0);
+    const eth0 = { container: '', pod: 'web', namespace: 'test', interface: 'eth0', id: '/poduid-web' };
+    for (const name of ['container_network_receive_bytes_total', 'container_network_receive_packets_total', 'container_network_transmit_bytes_total', 'container_network_transmit_packets_total']) {
+      assert.ok(Number(sampleOf(families, name, eth0).value) > 0, name);
+    }
+    assert.equal(sampleOf(families, 'container_network_receive_errors_total', eth0).value, '0');
+    assert.ok(Number(sampleOf(families, 'container_cpu_usage_seconds_total', { id: '/', cpu: 'total' }).value) > 0, 'the node as cAdvisor\'s root cgroup');
+    assert.equal(sampleOf(families, 'container_scrape_error', {}).value, '0');
+  });
+
+  it('asks for nodes/metrics on the metrics paths', async () => {
+    const bob = await issueClientCert(pki, { cn: 'bob', groups: ['dev'] });
+    for (const path of ['/metrics/resource', '/metrics/cadvisor']) {
+      const refused = await get(path, { cert: bob.certPem, key: bob.keyPem });
+      assert.equal(refused.status, 403);
+      assert.equal(JSON.parse(refused.body).message, 'Forbidden (user=bob, verb=get, resource=nodes, subresource=metrics)');
+    }
+  });
 });
+
+function metricFamilies(text: string): Map<string, ParsedFamily> {
+  return new Map(parsePrometheusText(text).map((f) => [f.name, f]));
+}
+
+function matchesLabels(labels: Record<string, string> | undefined, wanted: Record<string, string>): boolean {
+  return Object.entries(wanted).every(([k, v]) => (labels?.[k] ?? '') === v);
+}
+
+/** The one series of `name` whose labels include `labels`. */
+function sampleOf(families: Map<string, ParsedFamily>, name: string, labels: Record<string, string>): ParsedFamily['metrics'][number] {
+  const matching = (families.get(name)?.metrics ?? []).filter((m) => matchesLabels(m.labels, labels));
+  assert.equal(matching.length, 1, `${name}${JSON.stringify(labels)}: ${JSON.stringify(families.get(name)?.metrics)}`);
+  return matching[0]!;
+}

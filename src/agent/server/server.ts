@@ -7,11 +7,15 @@ import { parseBool } from '../../apiserver/request-info.js';
 import { proxyUpgrade, respondOnSocket } from '../../apiserver/upgrade-proxy.js';
 import type { KubeClient } from '../../client/client.js';
 import { isGrpcError, CriCode, type CriClient } from '../../runtime/cri/index.js';
+import { NodeSampler, type StatsSample } from '../stats-sample.js';
 import { SummaryStats } from '../stats.js';
 import { NodeAuthorizer, requestAttributes } from './auth.js';
+import { cadvisorMetrics } from './cadvisor-metrics.js';
 import { streamContainerLog } from './container-logs.js';
 import { parseLogQuery } from './log-options.js';
 import { NodeRequestError, logContainer, readySandbox, runningContainer } from './pod-containers.js';
+import { PROMETHEUS_CONTENT_TYPE } from './prometheus-text.js';
+import { resourceMetrics } from './resource-metrics.js';
 
 /** The kubelet's port, where the API server finds a node's server unless the Node says otherwise. */
 export const DEFAULT_NODE_SERVER_PORT = 10250;
@@ -35,6 +39,11 @@ export interface NodeServerOptions {
   client?: KubeClient;
   /** The filesystem reported as the node's `fs` in the Summary (the agent's data dir); default '/'. */
   rootDir?: string;
+  /**
+   * The runtime's admin socket, where block I/O and packet counters come from (CRI has no field for
+   * them); without it /metrics/cadvisor leaves them out.
+   */
+  adminSocket?: string;
   log?: (line: string) => void;
 }
 
@@ -49,6 +58,8 @@ export interface NodeServer {
  *   GET /healthz                                          ok
  *   GET /pods                                             PodList of the node's pods
  *   GET /stats/summary                                    kubelet Summary API
+ *   GET /metrics/resource                                 the kubelet's resource metrics (Prometheus text)
+ *   GET /metrics/cadvisor                                 cAdvisor's container metrics (Prometheus text)
  *   GET /containerLogs/<ns>/<pod>/<container>?follow&...  the container's log as text
  *   upgrade /exec|attach/<ns>/<pod>[/<uid>]/<container>   CRI Exec / Attach, proxied to the streaming server
  *   upgrade /portForward/<ns>/<pod>[/<uid>]               CRI PortForward, likewise
@@ -83,7 +94,7 @@ export async function startNodeServer(opts: NodeServerOptions): Promise<NodeServ
   };
 }
 
-type Route = { kind: 'healthz' | 'pods' | 'summary' } | { kind: 'logs'; namespace: string; pod: string; container: string } | StreamRoute;
+type Route = { kind: 'healthz' | 'pods' | 'summary' | 'resourceMetrics' | 'cadvisorMetrics' } | { kind: 'logs'; namespace: string; pod: string; container: string } | StreamRoute;
 
 type StreamRoute =
   | { kind: 'exec' | 'attach'; namespace: string; pod: string; container: string }
@@ -94,13 +105,14 @@ class NodeHandler {
   /** Upgraded connections outlive their request; closing the server ends them. */
   readonly upgraded = new Set<Duplex>();
   private readonly auth: NodeAuthorizer;
-  private readonly stats: SummaryStats;
+  private readonly sampler: NodeSampler;
+  private readonly summary = new SummaryStats();
   private readonly log: (line: string) => void;
 
   constructor(private readonly opts: NodeServerOptions) {
     this.auth = new NodeAuthorizer(opts.client);
-    this.stats = new SummaryStats({ cri: opts.cri, nodeName: opts.nodeName, rootDir: opts.rootDir });
     this.log = opts.log ?? ((line) => console.error(line));
+    this.sampler = new NodeSampler({ cri: opts.cri, nodeName: opts.nodeName, rootDir: opts.rootDir, adminSocket: opts.adminSocket, log: this.log });
   }
 
   async request(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -115,7 +127,11 @@ class NodeHandler {
         case 'pods':
           return sendJson(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: {}, items: this.opts.pods() });
         case 'summary':
-          return sendJson(res, 200, await this.stats.summary());
+          return sendJson(res, 200, this.summary.summary(await this.sampler.sample()));
+        case 'resourceMetrics':
+          return sendText(res, resourceMetrics(await this.metricsSample(false)));
+        case 'cadvisorMetrics':
+          return sendText(res, cadvisorMetrics(await this.metricsSample(true)));
         case 'logs':
           return await this.containerLogs(route, url, res);
         default:
@@ -145,6 +161,16 @@ class NodeHandler {
     } catch (err) {
       const { code, message } = this.failure(err);
       respondOnSocket(socket, code, JSON.stringify(statusBody(code, message)));
+    }
+  }
+
+  /** A failed sample is answered as the kubelet does: 200 with the scrape-error gauge at 1. */
+  private async metricsSample(extended: boolean): Promise<StatsSample | undefined> {
+    try {
+      return await this.sampler.sample({ extended });
+    } catch (err) {
+      this.log(`node server: metrics: ${(err as Error).message}`);
+      return undefined;
     }
   }
 
@@ -261,6 +287,8 @@ function routeOf(pathname: string): Route {
   if (first === 'healthz' && rest.length === 0) return { kind: 'healthz' };
   if (first === 'pods' && rest.length === 0) return { kind: 'pods' };
   if (first === 'stats' && rest.length === 1 && rest[0] === 'summary') return { kind: 'summary' };
+  if (first === 'metrics' && rest.length === 1 && rest[0] === 'resource') return { kind: 'resourceMetrics' };
+  if (first === 'metrics' && rest.length === 1 && rest[0] === 'cadvisor') return { kind: 'cadvisorMetrics' };
   if (first === 'containerLogs' && rest.length === 3) return { kind: 'logs', namespace: rest[0]!, pod: rest[1]!, container: rest[2]! };
   // exec and attach take an optional pod uid before the container, as the kubelet's routes do.
   if ((first === 'exec' || first === 'attach') && (rest.length === 3 || rest.length === 4)) {
@@ -274,6 +302,11 @@ const REASONS: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized'
 
 function statusBody(code: number, message: string): object {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: REASONS[code] ?? 'Unknown', code };
+}
+
+function sendText(res: ServerResponse, text: string): void {
+  res.writeHead(200, { 'Content-Type': PROMETHEUS_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-cache, private' });
+  res.end(text);
 }
 
 function sendJson(res: ServerResponse, code: number, body: unknown): void {

@@ -153,6 +153,11 @@ function clusterRoles(): KubeObject[] {
       { labels: { [AGGREGATE_TO_VIEW]: 'true' } },
     ),
 
+    // What metrics-server installs beside its API: whoever may view may read metrics.k8s.io (kubectl top).
+    clusterRole('system:aggregated-metrics-reader', [res(['get', 'list', 'watch'], ['metrics.k8s.io'], ['pods', 'nodes'])], {
+      labels: { [AGGREGATE_TO_VIEW]: 'true', [AGGREGATE_TO_EDIT]: 'true', [AGGREGATE_TO_ADMIN]: 'true' },
+    }),
+
     clusterRole('system:node', NODE_RULES),
     clusterRole('system:node-bootstrapper', [
       res(['create', 'get', 'list', 'watch'], ['certificates.k8s.io'], ['certificatesigningrequests']),

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cgroupAt, cgroupMode, childCgroups, removeCgroup } from '../cgroups.js';
 import type { ContainerSpec } from '../handler.js';
+import { waitFor } from '../../../test/support/wait.js';
 import { handlerSuite, makeBusyboxRootfs } from '../suite.js';
 import { RuncHandler } from './handler.js';
 
@@ -150,6 +151,20 @@ describe('RuncHandler', () => {
     if (cgroupMode() === 'v1') assert.equal(read('memory.limit_in_bytes'), String(96 * 1024 * 1024));
     else assert.equal(read('memory.max'), String(96 * 1024 * 1024));
     assert.equal(read('pids.max'), '60');
+  });
+
+  it('counts the block I/O a container issues, with cpu and memory', async () => {
+    const data = join(work, 'blkio-data');
+    mkdirSync(data);
+    // Direct I/O bypasses the page cache, so the writes reach the disk from the container's cgroup.
+    const script = 'dd if=/dev/zero of=/data/f bs=64k count=16 oflag=direct && dd if=/data/f of=/dev/null bs=64k iflag=direct && touch /data/done; exec sleep 1000';
+    const container = await running(['sh', '-c', script], { mounts: [{ source: data, destination: '/data' }] });
+    await waitFor('the container to finish its writes', async () => existsSync(join(data, 'done')));
+    const stats = await handler.stats(container.id);
+    assert.ok(stats.blockIo, 'block I/O is reported');
+    assert.ok(stats.blockIo.writeBytes >= 16 * 64 * 1024, JSON.stringify(stats.blockIo));
+    assert.ok(stats.blockIo.writeOps >= 1 && stats.blockIo.readBytes >= 16 * 64 * 1024 && stats.blockIo.readOps >= 1, JSON.stringify(stats.blockIo));
+    assert.ok(stats.cpu.usageCoreNanoSeconds > 0n && stats.memory.usageBytes > 0);
   });
 
   it('joins the sandbox’s network, IPC and UTS namespaces by path', async () => {

@@ -11,12 +11,12 @@ import {
   type PodSandbox,
   type PodSandboxStats,
 } from '../cri/index.js';
-import { RuntimeError, type ContainerState, type RuntimeHandler, type SandboxSpec } from '../handler.js';
+import { RuntimeError, type ContainerState, type ContainerStats as HandlerStats, type RuntimeHandler, type SandboxSpec } from '../handler.js';
 import type { AuthConfig__Output } from '../cri/index.js';
 import type { RegistryAuth } from '../images/config.js';
 import { NotFoundError } from '../images/errors.js';
 import type { Image, ImageStore } from '../images/store.js';
-import { interfaceStats, type Network } from '../network/index.js';
+import { interfaceStats, type InterfaceStats, type Network } from '../network/index.js';
 import {
   createNamespaces,
   listNamespaces,
@@ -584,6 +584,32 @@ export class RuntimeService {
       stats.linux!.network = { timestamp, default_interface: iface, interfaces: [iface] };
     }
     return stats;
+  }
+
+  /**
+   * Each running container's stats as its handler reports them, block I/O included, which CRI has no
+   * field for (the admin socket serves them). A container that stops meanwhile is left out.
+   */
+  async handlerStats(): Promise<{ id: string; stats: HandlerStats }[]> {
+    const out: { id: string; stats: HandlerStats }[] = [];
+    for (const r of this.containers.values()) {
+      if ((await this.stateOf(r)).status !== 'running') continue;
+      const stats = await this.handlerOf(r.runtimeHandler).stats(r.id).catch(() => undefined);
+      if (stats) out.push({ id: r.id, stats });
+    }
+    return out;
+  }
+
+  /** Each ready pod's interface counters with packets and drops, which CRI's NetworkUsage lacks. */
+  async sandboxInterfaces(): Promise<{ id: string; timestamp: number; interfaces: InterfaceStats[] }[]> {
+    const out: { id: string; timestamp: number; interfaces: InterfaceStats[] }[] = [];
+    for (const s of this.sandboxes.values()) {
+      const eth = s.network?.interfaces[0]?.name;
+      if (s.state !== 'ready' || s.hostNetwork || !eth) continue;
+      const counters = await interfaceStats(this.namespacesOf(s.id).net, eth).catch(() => undefined);
+      if (counters) out.push({ id: s.id, timestamp: Date.now(), interfaces: [counters] });
+    }
+    return out;
   }
 
   // ---- images --------------------------------------------------------------------------------

@@ -86,7 +86,9 @@ function signalName(exitCode: number | undefined): string | null {
 }
 
 function stateResult(state: ContainerState): ContainerStateResult {
-  return { ...state, signal: state.status === 'exited' ? signalName(state.exitCode) : undefined, oomKilled: state.reason === 'OOMKilled' };
+  // 'VmExited' is the host's reason for the VM itself ending; the runc handler in the guest never gives it.
+  const reason = state.reason === 'VmExited' ? 'Error' : state.reason;
+  return { ...state, reason, signal: state.status === 'exited' ? signalName(state.exitCode) : undefined, oomKilled: state.reason === 'OOMKilled' };
 }
 
 function longPoll(value: unknown): number {
