@@ -42,6 +42,11 @@ export interface AgentOptions {
   registriesFile?: string;
   /** How often EdgeHub probes the cloud; default its own (10 s). */
   probePeriodMs?: number;
+  /**
+   * Serve RuntimeClass handler `runv` (a microVM per pod) beside runc; `cacheRoot` is where the guest
+   * kernel and images are kept (shared by the nodes of one machine). Absent: runc only.
+   */
+  runv?: { cacheRoot?: string };
   log?: (line: string) => void;
 }
 
@@ -109,18 +114,17 @@ export class NodeAgent {
     });
     await mkdir(paths.run, { recursive: true, mode: 0o700 });
     await mkdir(dirname(paths.edgehubCache), { recursive: true, mode: 0o700 });
-    const hub = await EdgeHub.start({
-      endpoints: opts.servers,
-      credentials: { caPem: opts.caPem, certPem: creds.client.certPem, keyPem: creds.client.keyPem },
-      cachePath: paths.edgehubCache,
-      listen: { socketPath: paths.edgehubSocket, socketMode: EDGEHUB_SOCKET_MODE },
-      health: opts.probePeriodMs === undefined ? undefined : { periodMs: opts.probePeriodMs },
-    });
-    if (!hub.health.healthy) log(`atoll agent: the cloud (${opts.servers.join(', ')}) is unreachable; running on the EdgeHub cache`);
-    const client = new KubeClient({ server: hub.url }, `atoll-agent/${opts.nodeName}`);
-    let runtime: NodeRuntime;
-    try {
-      runtime = await NodeRuntime.start({
+    // The runtime recovers its containers while EdgeHub's first probe round decides whether the cloud
+    // is reachable: offline, that round waits out the probe timeout, which a rebooted node need not lose.
+    const [hubStart, runtimeStart] = await Promise.allSettled([
+      EdgeHub.start({
+        endpoints: opts.servers,
+        credentials: { caPem: opts.caPem, certPem: creds.client.certPem, keyPem: creds.client.keyPem },
+        cachePath: paths.edgehubCache,
+        listen: { socketPath: paths.edgehubSocket, socketMode: EDGEHUB_SOCKET_MODE },
+        health: opts.probePeriodMs === undefined ? undefined : { periodMs: opts.probePeriodMs },
+      }),
+      NodeRuntime.start({
         socket: paths.criSocket,
         adminSocket: paths.adminSocket,
         root: paths.runtime,
@@ -128,13 +132,19 @@ export class NodeAgent {
         logRoot: paths.logs,
         registriesFile: opts.registriesFile,
         network: { subnet: opts.podCidr, ipForward: true },
+        ...(opts.runv ? { runv: opts.runv } : {}),
         log,
-      });
-    } catch (err) {
-      client.close();
-      await hub.close();
-      throw err;
+      }),
+    ]);
+    if (hubStart.status === 'rejected' || runtimeStart.status === 'rejected') {
+      if (hubStart.status === 'fulfilled') await hubStart.value.close();
+      if (runtimeStart.status === 'fulfilled') await runtimeStart.value.close();
+      throw hubStart.status === 'rejected' ? hubStart.reason : (runtimeStart as PromiseRejectedResult).reason;
     }
+    const hub = hubStart.value;
+    const runtime = runtimeStart.value;
+    if (!hub.health.healthy) log(`atoll agent: the cloud (${opts.servers.join(', ')}) is unreachable; running on the EdgeHub cache`);
+    const client = new KubeClient({ server: hub.url }, `atoll-agent/${opts.nodeName}`);
     const cri = criClient(runtime.socketPath);
     try {
       const version = await cri.Version({});
@@ -145,7 +155,8 @@ export class NodeAgent {
           nodeIP: opts.nodeIP,
           port: opts.port,
           podCidr: opts.podCidr,
-          handlers: [runtime.handler.name],
+          handlers: [runtime.handler.name, ...(runtime.runv ? [runtime.runv.name] : [])],
+          ...(runtime.runv ? { accelerator: runtime.runv.accel } : {}),
           runtimeVersion: `${version.runtime_name}://${version.runtime_version}`,
           dataDir: opts.dataDir,
         },
@@ -189,11 +200,17 @@ export class NodeAgent {
         client,
         pods: () => informer.list(),
         rootDir: opts.dataDir,
+        adminSocket: paths.adminSocket,
         nodeName: opts.nodeName,
         log,
       });
       const agent = new NodeAgent(client, runtime, cri, workers, server, statuses, hub);
       agent.loops.push(heartbeat.run(agent.stop.signal), informer.run(agent.stop.signal));
+      // Back online: the cloud has marked the node Unknown meanwhile; a fresh heartbeat makes it Ready at once.
+      const unsubscribe = hub.health.onChange((current, previous) => {
+        if (current !== undefined && previous === undefined) heartbeat.nudge();
+      });
+      agent.stop.signal.addEventListener('abort', unsubscribe, { once: true });
       await informer.waitForSync();
       await workers.removeOrphans();
       log(`atoll agent: node ${opts.nodeName} is serving on ${opts.address}:${opts.port}`);

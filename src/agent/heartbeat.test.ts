@@ -20,7 +20,7 @@ describe('NodeHeartbeat', () => {
   before(async () => {
     cluster = await startCluster();
     dataDir = await mkdtemp(join(tmpdir(), 'atoll-heartbeat-'));
-    id = { nodeName: 'edge-hb', nodeIP: '192.0.2.10', port: 10250, podCidr: '10.244.7.0/24', handlers: ['runc'], runtimeVersion: 'atoll://0.1.0', dataDir };
+    id = { nodeName: 'edge-hb', nodeIP: '192.0.2.10', port: 10250, podCidr: '10.244.7.0/24', handlers: ['runc', 'runv'], accelerator: 'tcg', runtimeVersion: 'atoll://0.1.0', dataDir };
   });
   after(async () => {
     await cluster.close();
@@ -32,6 +32,10 @@ describe('NodeHeartbeat', () => {
     const node = await cluster.client.get(NODES, undefined, 'edge-hb');
     const status = node.status as Record<string, any>;
     assert.equal(node.metadata.labels?.['kubernetes.io/hostname'], 'edge-hb');
+    // RuntimeClasses `runc` and `runv` select nodes by these; `atoll.dev/kvm` says what runv's VMs run on.
+    assert.equal(node.metadata.labels?.['atoll.io/runtime-runc'], 'true');
+    assert.equal(node.metadata.labels?.['atoll.io/runtime-runv'], 'true');
+    assert.equal(node.metadata.labels?.['atoll.dev/kvm'], 'false');
     assert.equal((node.spec as { podCIDR: string }).podCIDR, '10.244.7.0/24');
     assert.match(status.capacity.cpu, /^\d+$/);
     assert.match(status.capacity.memory, /^\d+Ki$/);
@@ -42,7 +46,7 @@ describe('NodeHeartbeat', () => {
     ]);
     assert.equal(status.daemonEndpoints.kubeletEndpoint.Port, 10250);
     assert.equal(status.nodeInfo.containerRuntimeVersion, 'atoll://0.1.0');
-    assert.deepEqual(status.runtimeHandlers.map((h: { name: string }) => h.name), ['runc']);
+    assert.deepEqual(status.runtimeHandlers.map((h: { name: string }) => h.name), ['runc', 'runv']);
     const ready = status.conditions.find((c: { type: string }) => c.type === 'Ready');
     assert.equal(ready.status, 'True');
     assert.ok(ready.lastHeartbeatTime && ready.lastTransitionTime);
@@ -68,6 +72,15 @@ describe('NodeHeartbeat', () => {
     assert.notEqual((lease.spec as { renewTime: string }).renewTime, (before.spec as { renewTime: string }).renewTime);
   });
 
+  it('re-registering without runv (it could not open) drops the runv and kvm labels, so runv pods stop landing here', async () => {
+    await new NodeHeartbeat(cluster.client, { ...id, handlers: ['runc'], accelerator: undefined }, () => undefined).register();
+    const labels = (await cluster.client.get(NODES, undefined, 'edge-hb')).metadata.labels ?? {};
+    assert.equal(labels['atoll.io/runtime-runc'], 'true');
+    assert.equal(labels['atoll.io/runtime-runv'], undefined);
+    assert.equal(labels['atoll.dev/kvm'], undefined);
+    assert.equal(labels['node-role.kubernetes.io/edge'], '', 'labels others set stay');
+  });
+
   it('registers from run() by itself and reports the Autonomous condition from the cloud\'s reachability', async () => {
     let reachable = false;
     const stop = new AbortController();
@@ -82,6 +95,32 @@ describe('NodeHeartbeat', () => {
       reachable = true;
       const online = await waitFor('Autonomous to turn False', async () => ((await autonomous())?.status === 'False' ? autonomous() : undefined), STATUS_CHECK_MS * 3);
       assert.equal(online!.reason, 'CloudReachable');
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
+  it('nudge() reports at once what changed, without waiting out the status period', async () => {
+    let reachable = false;
+    let asked = 0;
+    const stop = new AbortController();
+    const heartbeat = new NodeHeartbeat(cluster.client, { ...id, nodeName: 'edge-nudge' }, () => undefined, () => {
+      asked++;
+      return reachable;
+    });
+    const running = heartbeat.run(stop.signal);
+    try {
+      // Asked by registration, then by the status loop's first check: from here that loop waits a period.
+      await waitFor('the status loop\'s first check', async () => asked >= 2);
+      reachable = true;
+      heartbeat.nudge();
+      const autonomous = async () => {
+        const node = await cluster.client.get(NODES, undefined, 'edge-nudge');
+        return (node.status as { conditions: { type: string; status: string }[] }).conditions.find((c) => c.type === 'Autonomous')?.status;
+      };
+      // Well inside one status period: only the nudge can have sent it.
+      await waitFor('Autonomous False after the nudge', async () => (await autonomous()) === 'False', STATUS_CHECK_MS / 2);
     } finally {
       stop.abort();
       await running;

@@ -42,6 +42,10 @@ function microStamp(d = new Date()): string {
 export class NodeHeartbeat {
   private node: KubeObject | undefined;
   private lastReport = 0;
+  /** Ends the loops' current waits; see `nudge`. */
+  private readonly wakers = new Set<() => void>();
+  /** Counts nudges, so a loop nudged during a step goes again at once. */
+  private nudges = 0;
 
   constructor(
     private readonly client: KubeClient,
@@ -81,10 +85,27 @@ export class NodeHeartbeat {
     await Promise.all([this.loop(signal, LEASE_RENEW_MS, () => this.renewLease()), this.loop(signal, STATUS_CHECK_MS, () => this.reportStatus(false))]);
   }
 
+  /**
+   * Renews the Lease and checks the status now instead of at the end of the current period: for when
+   * the cloud has just become reachable again, and has marked the node Unknown meanwhile.
+   */
+  nudge(): void {
+    this.nudges++;
+    for (const wake of this.wakers) wake();
+  }
+
   private async loop(signal: AbortSignal, periodMs: number, step: () => Promise<void>): Promise<void> {
     while (!signal.aborted) {
+      const nudges = this.nudges;
       await this.retrying(signal, periodMs, step);
-      await sleep(periodMs, signal);
+      if (this.nudges !== nudges) continue;
+      const wait = new AbortController();
+      const wake = () => wait.abort();
+      this.wakers.add(wake);
+      signal.addEventListener('abort', wake, { once: true });
+      await sleep(periodMs, wait.signal);
+      this.wakers.delete(wake);
+      signal.removeEventListener('abort', wake);
     }
   }
 

@@ -17,17 +17,29 @@ export interface NodeIdentity {
   /** The node server's port, published as status.daemonEndpoints.kubeletEndpoint. */
   port: number;
   podCidr: string;
-  /** Runtime handlers the node offers ('runc', later 'runv'). */
+  /** Runtime handlers the node offers ('runc', 'runv'). */
   handlers: string[];
+  /** What runv's VMs run on, when the node offers runv. */
+  accelerator?: 'kvm' | 'tcg';
   /** `<runtime_name>://<version>` from CRI Version. */
   runtimeVersion: string;
   /** Where the node keeps its state; its filesystem is the node's ephemeral storage. */
   dataDir: string;
 }
 
-/** Labels the agent owns on its Node; others' labels (RuntimeClass, roles) are left alone. */
+/** Set to `true` on nodes whose runtime offers handler `<name>`; RuntimeClasses select nodes by it. */
+export function runtimeHandlerLabel(handler: string): string {
+  return `atoll.io/runtime-${handler}`;
+}
+
+/** Whether the node's runv VMs use KVM (`true`) or TCG (`false`). */
+export const KVM_LABEL = 'atoll.dev/kvm';
+
+/** Labels the agent owns on its Node; others' labels (roles) are left alone. */
 export function nodeLabels(id: NodeIdentity): Record<string, string> {
   return {
+    ...Object.fromEntries(id.handlers.map((h) => [runtimeHandlerLabel(h), 'true'])),
+    ...(id.accelerator ? { [KVM_LABEL]: String(id.accelerator === 'kvm') } : {}),
     'kubernetes.io/hostname': id.nodeName,
     'kubernetes.io/os': 'linux',
     'kubernetes.io/arch': goArch(arch()),
@@ -140,6 +152,14 @@ export async function nodeStatusBody(id: NodeIdentity): Promise<Record<string, u
   };
 }
 
+/**
+ * The labels without the runtime labels the agent owns: a handler the node no longer offers (runv that
+ * cannot open after a restart) must not keep attracting its pods.
+ */
+function withoutRuntimeLabels(labels: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels).filter(([key]) => !key.startsWith(runtimeHandlerLabel('')) && key !== KVM_LABEL));
+}
+
 /** The Node object a new agent registers. */
 export function nodeObject(id: NodeIdentity, existing?: KubeObject): KubeObject {
   return {
@@ -148,7 +168,7 @@ export function nodeObject(id: NodeIdentity, existing?: KubeObject): KubeObject 
     metadata: {
       ...(existing?.metadata ?? {}),
       name: id.nodeName,
-      labels: { ...(existing?.metadata.labels ?? {}), ...nodeLabels(id) },
+      labels: { ...withoutRuntimeLabels(existing?.metadata.labels ?? {}), ...nodeLabels(id) },
     },
     spec: { ...((existing?.spec as object) ?? {}), podCIDR: id.podCidr, podCIDRs: [id.podCidr] },
   };

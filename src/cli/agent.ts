@@ -8,7 +8,7 @@ import { DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
 import { UsageError, parsePort, parseSeconds, withConfigFile } from './config.js';
 import { parseServers, serverOption } from './edgehub.js';
 
-const KEYS = ['server', 'token', 'ca-file', 'node-name', 'data-dir', 'node-ip', 'pod-cidr', 'address', 'port', 'registries', 'probe-period'];
+const KEYS = ['server', 'token', 'ca-file', 'node-name', 'data-dir', 'node-ip', 'pod-cidr', 'address', 'port', 'registries', 'probe-period', 'runv', 'runv-cache'];
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 /** RFC 1123 subdomain, what a Node name must be. */
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -28,6 +28,8 @@ export function registerAgentCommand(program: Command): void {
     .option('--port <n>', 'port of the node server (logs, exec, stats)', String(DEFAULT_AGENT_PORT))
     .option('--registries <file>', 'registries.yaml with mirrors, rewrites, auth and TLS per registry')
     .option('--probe-period <seconds>', 'how often the embedded EdgeHub probes the API servers', '10')
+    .option('--no-runv', 'serve only RuntimeClass handler runc (default: also runv, a microVM per pod, when QEMU can run here)')
+    .option('--runv-cache <dir>', 'where runv keeps the guest kernel and images (default: under --data-dir)')
     .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
     .action(async (raw: Record<string, unknown>, cmd: Command) => {
       const flags = withConfigFile(raw, KEYS, (name) => cmd.getOptionValueSource(name) === 'cli');
@@ -58,6 +60,7 @@ export function registerAgentCommand(program: Command): void {
         address: String(flags.address),
         port: parsePort(String(flags.port), '--port'),
         registriesFile: flags.registries ? resolve(String(flags.registries)) : undefined,
+        ...(flags.runv === false ? {} : { runv: flags.runvCache ? { cacheRoot: resolve(String(flags.runvCache)) } : {} }),
       }).catch((err: Error) => {
         throw new UsageError(`cannot start node ${nodeName}: ${err.message}`);
       });

@@ -12,12 +12,15 @@ import { adminRequest, type ImageSummary } from '../runtime/admin.js';
 import { DEFAULT_BRIDGE, DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
 import { registerAgentCommand } from './agent.js';
 import { registerEdgeHubCommand } from './edgehub.js';
+import { registerRuntimeTemplateCommand } from './runtime-template.js';
 import { imageTargets, registerUpCommands, withUpNodeOptions, type ImageTargetFlags } from './up.js';
 import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
 
 const program = new Command('atoll')
   .description('Atoll: an edge Kubernetes distribution. Autonomous edge nodes, VM-sandboxed pods.')
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  // A flag belongs to the command it follows: `atoll runtime --root` and `atoll runtime template build --root` are two flags.
+  .enablePositionalOptions();
 
 program
   .command('server')
@@ -118,9 +121,9 @@ function clusterSigningFiles(cert: unknown, key: unknown): { clusterSigningCertF
   return files;
 }
 
-program
+const runtimeCommand = program
   .command('runtime')
-  .description('Run the node\'s CRI runtime (runc handler, overlay snapshots, bridge network) on a unix socket, for crictl, a kubelet or the Atoll node agent.')
+  .description('Run the node\'s CRI runtime (runc handler, and runv with --runv; overlay snapshots, bridge network) on a unix socket, for crictl, a kubelet or the Atoll node agent.')
   .option('--socket <path>', 'unix socket to serve CRI v1 on', DEFAULT_SOCKET)
   .option('--admin-socket <path>', 'unix socket for `atoll images` (root only; default: admin.sock beside --socket)')
   .option('--root <dir>', 'persistent state: images, snapshots, sandbox and container records', DEFAULT_ROOT)
@@ -129,12 +132,15 @@ program
   .option('--pod-cidr <cidr>', 'the node\'s pod address range, served by the bridge', DEFAULT_POD_SUBNET)
   .option('--bridge <name>', 'name of the pod bridge', DEFAULT_BRIDGE)
   .option('--registries <file>', 'registries.yaml with mirrors, rewrites, auth and TLS per registry')
+  .option('--runv', 'also serve handler runv: a QEMU microVM per pod (fetches Debian\'s guest kernel and builds the guest images on first use)', false)
+  .option('--runv-cache <dir>', 'where runv keeps the guest kernel, images and VM templates (default: --root)')
   .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
   .action(async (raw: Record<string, unknown>, cmd: Command) => {
-    const keys = ['socket', 'admin-socket', 'root', 'run-dir', 'log-root', 'pod-cidr', 'bridge', 'registries'];
+    const keys = ['socket', 'admin-socket', 'root', 'run-dir', 'log-root', 'pod-cidr', 'bridge', 'registries', 'runv', 'runv-cache'];
     const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
     const podCidr = String(flags.podCidr);
     if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(podCidr)) throw new UsageError(`--pod-cidr ${podCidr}: not an IPv4 CIDR; give one like 10.88.0.0/16`);
+    if (flags.runvCache && !flags.runv) throw new UsageError('--runv-cache is for the runv handler; add --runv to serve it');
     const runtime = await NodeRuntime.start({
       socket: String(flags.socket),
       adminSocket: flags.adminSocket ? String(flags.adminSocket) : undefined,
@@ -143,6 +149,7 @@ program
       logRoot: resolve(String(flags.logRoot)),
       registriesFile: flags.registries ? resolve(String(flags.registries)) : undefined,
       network: { subnet: podCidr, bridge: String(flags.bridge) },
+      ...(flags.runv ? { runv: flags.runvCache ? { cacheRoot: resolve(String(flags.runvCache)) } : true } : {}),
     }).catch((err: Error) => {
       throw new UsageError(`cannot start the runtime: ${err.message}`);
     });
@@ -154,6 +161,8 @@ program
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+
+registerRuntimeTemplateCommand(runtimeCommand);
 
 const images = program.command('images').description('Images of a node\'s runtime (air-gapped sites load them from files).');
 

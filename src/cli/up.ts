@@ -28,9 +28,11 @@ export function registerUpCommands(program: Command): void {
     .option('--port <n>', `HTTPS port of the API server (default: the last run's, else ${DEFAULT_PORT})`)
     .option('--node-monitor-grace-period <seconds>', 'how long a node may stay silent before the control plane marks it unreachable (default 50)')
     .option('--default-toleration-seconds <seconds>', 'tolerationSeconds of the not-ready/unreachable tolerations added to pods (default 300)')
+    .option('--no-runv', 'nodes serve only RuntimeClass runc (default: also runv, a microVM per pod)')
+    .option('--runv-cache <dir>', 'where the nodes share runv\'s guest kernel and images (default DIR/runv-cache)')
     .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
     .action(async (raw: Record<string, unknown>, cmd: Command) => {
-      const keys = ['nodes', 'data-dir', 'port', 'node-monitor-grace-period', 'default-toleration-seconds'];
+      const keys = ['nodes', 'data-dir', 'port', 'node-monitor-grace-period', 'default-toleration-seconds', 'runv', 'runv-cache'];
       const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
       let nodes: number | undefined;
       if (flags.nodes !== undefined) {
@@ -50,7 +52,16 @@ export function registerUpCommands(program: Command): void {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
-      await runUp({ dataDir: resolve(String(flags.dataDir)), nodes, port, nodeMonitorGracePeriodSeconds, defaultTolerationSeconds, signal: stop.signal }).catch((err: NodeJS.ErrnoException) => {
+      await runUp({
+        dataDir: resolve(String(flags.dataDir)),
+        nodes,
+        port,
+        nodeMonitorGracePeriodSeconds,
+        defaultTolerationSeconds,
+        runv: flags.runv !== false,
+        ...(flags.runvCache ? { runvCache: resolve(String(flags.runvCache)) } : {}),
+        signal: stop.signal,
+      }).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'EADDRINUSE') throw new UsageError(`--port ${port ?? DEFAULT_PORT}: the port is in use; stop what holds it or pick another port`);
         asUsage(err);
       });

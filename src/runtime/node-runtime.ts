@@ -5,6 +5,9 @@ import { loadRegistriesConfig } from './images/config.js';
 import { ImageStore } from './images/store.js';
 import { BridgeNetwork, type BridgeNetworkOptions } from './network/index.js';
 import { RuncHandler } from './runc/handler.js';
+import { RunvHandler, type RunvHandlerOptions } from './runv/handler.js';
+import { TemplateCache } from './runv/template.js';
+import type { VmOptions } from './runv/vm.js';
 import { RuntimeService } from './service/service.js';
 import { OverlaySnapshotter } from './snapshots/overlay.js';
 
@@ -30,12 +33,18 @@ export interface NodeRuntimeOptions {
   cgroupParent?: string;
   /** Where the CRI streaming server (exec, port-forward) listens; default 127.0.0.1, any free port. */
   streaming?: { address?: string; port?: number };
+  /**
+   * Also serve the `runv` handler: each pod of RuntimeClass handler `runv` in a microVM of its own
+   * (runv/handler.ts), its state under `<root>/runv`. The guest kernel and images are fetched and built
+   * at start when missing (with progress through `log`). `true` for the defaults, or options.
+   */
+  runv?: boolean | Pick<RunvHandlerOptions, 'cacheRoot' | 'startVm'>;
   log?: (line: string) => void;
 }
 
 /**
  * `atoll runtime`: the CRI runtime of one node, assembled from its parts (overlay snapshots, image
- * store, bridge network, runc handler) and served on a unix socket.
+ * store, bridge network, runc handler, and the runv handler when asked for) and served on a unix socket.
  */
 export class NodeRuntime {
   private constructor(
@@ -43,6 +52,9 @@ export class NodeRuntime {
     readonly server: CriServer,
     private readonly admin: { close(): Promise<void> },
     readonly handler: RuncHandler,
+    /** The runv handler, when `runv` was asked for. */
+    readonly runv: RunvHandler | undefined,
+    private readonly templates: TemplateCache | undefined,
     readonly snapshotter: OverlaySnapshotter,
     readonly network: BridgeNetwork,
   ) {}
@@ -53,7 +65,17 @@ export class NodeRuntime {
     const log = opts.log ?? ((line: string) => console.error(line));
     const snapshotter = new OverlaySnapshotter(join(root, 'snapshots'));
     const handler = new RuncHandler(join(root, 'runc'), { cgroupParent: opts.cgroupParent, log });
+    let runv: RunvHandler | undefined;
+    let templates: TemplateCache | undefined;
     try {
+      if (opts.runv) {
+        const runvOptions = opts.runv === true ? {} : opts.runv;
+        // Pods' VMs are restored from a template of their shape (built in the background on the first
+        // miss, kept beside the guest kernel so the nodes of one machine share it) and cold booted meanwhile.
+        if (!runvOptions.startVm) templates = new TemplateCache(runvOptions.cacheRoot ?? root, { log });
+        const cache = templates;
+        runv = await openRunv({ ...runvOptions, ...(cache ? { startVm: (o: VmOptions) => cache.startVm(o) } : {}), root, log });
+      }
       const registries = opts.registriesFile ? await loadRegistriesConfig(opts.registriesFile) : undefined;
       const images = new ImageStore(join(root, 'images'), { snapshots: snapshotter.root, registries });
       const network = new BridgeNetwork({ ...opts.network, stateDir: join(root, 'network') });
@@ -61,7 +83,7 @@ export class NodeRuntime {
         root: join(root, 'state'),
         runDir,
         logRoot: opts.logRoot ?? DEFAULT_LOG_ROOT,
-        handlers: { runc: handler },
+        handlers: { runc: handler, ...(runv ? { runv } : {}) },
         network,
         snapshotter,
         images,
@@ -70,10 +92,12 @@ export class NodeRuntime {
       });
       const socket = opts.socket ?? DEFAULT_SOCKET;
       const server = await serveCri(socket, service.implementation(), { log });
-      const admin = await serveAdmin(opts.adminSocket ?? join(dirname(socketPathOf(socket)), 'admin.sock'), images);
-      return new NodeRuntime(service, server, admin, handler, snapshotter, network);
+      const admin = await serveAdmin(opts.adminSocket ?? join(dirname(socketPathOf(socket)), 'admin.sock'), images, service);
+      return new NodeRuntime(service, server, admin, handler, runv, templates, snapshotter, network);
     } catch (err) {
       await handler.close();
+      await runv?.close();
+      await templates?.close();
       await snapshotter.close();
       throw err;
     }
@@ -89,6 +113,22 @@ export class NodeRuntime {
     await this.server.close();
     await this.service.close();
     await this.handler.close();
+    await this.runv?.close();
+    await this.templates?.close();
     await this.snapshotter.close();
+  }
+}
+
+/**
+ * The runv handler, or undefined when it cannot run on this node (no QEMU, no guest kernel to be had):
+ * the node still serves runc, and says why runv is missing. Records of runv pods from an earlier start
+ * stay on disk for a later start that can open runv.
+ */
+async function openRunv(options: RunvHandlerOptions & { log: (line: string) => void }): Promise<RunvHandler | undefined> {
+  try {
+    return await RunvHandler.open(options);
+  } catch (err) {
+    options.log(`atoll runtime: runv is not available on this node, serving runc only: ${(err as Error).message}`);
+    return undefined;
   }
 }

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { RuntimeError, type ContainerSpec, type RuntimeErrorCode, type RuntimeHandler } from './handler.js';
+import { RuntimeError, type ContainerSpec, type RuntimeErrorCode, type RuntimeHandler, type SandboxSpec } from './handler.js';
 
 /** Where Debian's busybox-static lives; the test rootfs is this binary and its applet links. */
 export const BUSYBOX = '/usr/bin/busybox';
@@ -33,7 +33,17 @@ export interface HandlerFixtures {
   rootfs: string;
   /** A directory for the cases' CRI log files. */
   logDir: string;
+  /**
+   * The pod sandbox the cases' containers belong to, for a handler with `startSandbox` (runv), which
+   * the suite starts once before the cases and stops after them. Its id is the containers' sandboxId.
+   */
+  sandbox?: SandboxSpec;
+  /** The chain ID the cases give `rootfs` (ContainerSpec.imageChainId), for a handler that builds a disk per image. */
+  imageChainId?: string;
 }
+
+/** The sandboxId of the cases' containers when the fixtures name no sandbox. */
+const SUITE_SANDBOX_ID = 'suite-sandbox';
 
 async function rejectsWith(promise: Promise<unknown>, code: RuntimeErrorCode, pattern?: RegExp): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
@@ -64,8 +74,16 @@ export function handlerSuite(name: string, open: () => Promise<RuntimeHandler>, 
     let made: string[] = [];
     let counter = 0;
 
+    let sandboxId = SUITE_SANDBOX_ID;
+
     before(async () => {
       handler = await open();
+      if (handler.startSandbox) {
+        const { sandbox } = fixtures();
+        assert.ok(sandbox, `the ${name} handler starts sandboxes: its fixtures must give one`);
+        await handler.startSandbox(sandbox);
+        sandboxId = sandbox.id;
+      }
     });
     afterEach(async () => {
       for (const id of made) {
@@ -75,14 +93,16 @@ export function handlerSuite(name: string, open: () => Promise<RuntimeHandler>, 
       made = [];
     });
     after(async () => {
+      const sandbox = fixtures().sandbox;
+      if (sandbox) await handler?.stopSandbox?.(sandbox.id);
       await handler?.close();
     });
 
     function spec(args: string[], extra: Partial<ContainerSpec> = {}): ContainerSpec {
       const id = `suite-${process.pid}-${++counter}`;
       made.push(id);
-      const { rootfs, logDir } = fixtures();
-      return { id, sandboxId: 'suite-sandbox', rootfs, readonlyRootfs: true, command: args, logPath: join(logDir, `${id}.log`), ...extra };
+      const { rootfs, logDir, imageChainId } = fixtures();
+      return { id, sandboxId, rootfs, ...(imageChainId ? { imageChainId } : {}), readonlyRootfs: true, command: args, logPath: join(logDir, `${id}.log`), ...extra };
     }
 
     async function running(args: string[], extra: Partial<ContainerSpec> = {}): Promise<string> {
@@ -268,7 +288,7 @@ export function handlerSuite(name: string, open: () => Promise<RuntimeHandler>, 
       assert.equal(byId.get(live)?.state.status, 'running');
       assert.equal(byId.get(done)?.state.status, 'exited');
       assert.equal(byId.get(done)?.state.exitCode, 0);
-      assert.equal(byId.get(live)?.sandboxId, 'suite-sandbox');
+      assert.equal(byId.get(live)?.sandboxId, sandboxId);
     });
   });
 }

@@ -1,28 +1,46 @@
 import type { KubeObject } from '../api/types.js';
 import { isConflict, type KubeClient } from '../client/client.js';
 import { Informer, resource } from '../client/informer.js';
+import { runtimeHandlerLabel } from '../agent/node-status.js';
 
 /** The role label `kubectl get nodes` shows in its ROLES column. */
 export const EDGE_ROLE_LABEL = 'node-role.kubernetes.io/edge';
-/** Nodes that run the runc handler; the `runc` RuntimeClass schedules onto them. */
-export const RUNC_RUNTIME_LABEL = 'atoll.io/runtime-runc';
-export const UP_NODE_LABELS: Readonly<Record<string, string>> = { [EDGE_ROLE_LABEL]: '', [RUNC_RUNTIME_LABEL]: 'true' };
+/** Labels `up` puts on its nodes; each agent labels its node with the runtime handlers it offers. */
+export const UP_NODE_LABELS: Readonly<Record<string, string>> = { [EDGE_ROLE_LABEL]: '' };
 
 const RUNTIME_CLASSES = resource('node.k8s.io/runtimeclasses');
 const NODES = resource('nodes');
 
-/** Creates RuntimeClass `runc` (handler runc, onto the nodes labelled for it) unless it exists. */
-export async function ensureRuntimeClass(client: KubeClient): Promise<void> {
-  try {
-    await client.create(RUNTIME_CLASSES, undefined, {
-      apiVersion: 'node.k8s.io/v1',
-      kind: 'RuntimeClass',
-      metadata: { name: 'runc' },
-      handler: 'runc',
-      scheduling: { nodeSelector: { [RUNC_RUNTIME_LABEL]: 'true' } },
-    });
-  } catch (err) {
-    if (!isConflict(err)) throw err;
+/**
+ * What a runv pod costs beyond its containers, for the scheduler and the node's accounting
+ * (RuntimeClass `overhead.podFixed`): the guest's own kernel, agent and conmons (GUEST_OVERHEAD_MIB,
+ * 128 MiB, measured in runv/sandbox-memory.ts) plus QEMU's host memory, whose largest part under TCG is
+ * its translated-code cache. CPU: the VMM's and guest kernel's share, as Kata's QEMU default.
+ */
+export const RUNV_POD_OVERHEAD = { memory: '192Mi', cpu: '250m' } as const;
+
+/**
+ * Creates RuntimeClasses `runc` and `runv` unless they exist. Each schedules onto the nodes whose
+ * agent labelled them as offering its handler.
+ */
+export async function ensureRuntimeClasses(client: KubeClient): Promise<void> {
+  const classes = [
+    { name: 'runc' },
+    { name: 'runv', overhead: { podFixed: RUNV_POD_OVERHEAD } },
+  ];
+  for (const { name, overhead } of classes) {
+    try {
+      await client.create(RUNTIME_CLASSES, undefined, {
+        apiVersion: 'node.k8s.io/v1',
+        kind: 'RuntimeClass',
+        metadata: { name },
+        handler: name,
+        ...(overhead ? { overhead } : {}),
+        scheduling: { nodeSelector: { [runtimeHandlerLabel(name)]: 'true' } },
+      });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
   }
 }
 

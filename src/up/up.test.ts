@@ -12,7 +12,8 @@ import { resource } from '../client/informer.js';
 import { adminRequest, type ImageSummary } from '../runtime/admin.js';
 import { BUSYBOX_IMAGE } from '../runtime/images/busybox.js';
 import { runCommand } from '../runtime/sandbox/namespaces.js';
-import { EDGE_ROLE_LABEL, RUNC_RUNTIME_LABEL } from './cluster.js';
+import { runtimeHandlerLabel } from '../agent/node-status.js';
+import { EDGE_ROLE_LABEL, RUNV_POD_OVERHEAD } from './cluster.js';
 import { processAlive, readUpState, type UpNode, type UpState } from './state.js';
 import { nodeLinkState } from './topology.js';
 import { runUp, type AgentJoin, type UpOptions } from './up.js';
@@ -191,12 +192,16 @@ describe('atoll up with stand-in agents', { timeout: 600_000 }, () => {
         for (const name of names) {
           const node = await eventually(`labels on ${name}`, async () => {
             const n = await client.get(resource('nodes'), undefined, name);
-            return n.metadata.labels?.[RUNC_RUNTIME_LABEL] === 'true' ? n : undefined;
+            return n.metadata.labels?.[EDGE_ROLE_LABEL] === '' ? n : undefined;
           });
-          assert.equal(node.metadata.labels?.[EDGE_ROLE_LABEL], '');
+          assert.equal(node.metadata.name, name);
         }
-        const runc = await client.get(resource('node.k8s.io/runtimeclasses'), undefined, 'runc');
-        assert.equal(runc['handler'], 'runc');
+        for (const handler of ['runc', 'runv']) {
+          const rc = await client.get(resource('node.k8s.io/runtimeclasses'), undefined, handler);
+          assert.equal(rc['handler'], handler);
+          assert.deepEqual(rc['scheduling'], { nodeSelector: { [runtimeHandlerLabel(handler)]: 'true' } });
+          assert.deepEqual(rc['overhead'], handler === 'runv' ? { podFixed: RUNV_POD_OVERHEAD } : undefined);
+        }
       } finally {
         client.close();
       }

@@ -8,7 +8,7 @@ import { resource, sleep } from '../client/informer.js';
 import { ControlPlane } from '../controlplane/index.js';
 import { BUSYBOX_IMAGE, BUSYBOX_WWW } from '../runtime/images/busybox.js';
 import { cleanupNode } from './cleanup.js';
-import { ensureRuntimeClass, watchNodes, type NodeProgress } from './cluster.js';
+import { ensureRuntimeClasses, watchNodes, type NodeProgress } from './cluster.js';
 import { ensureBusyboxArchive, preloadImage } from './images.js';
 import { Progress } from './progress.js';
 import { nodeFiles, processAlive, readUpState, UpStateError, UpStateFile, type UpNode, type UpState } from './state.js';
@@ -44,6 +44,12 @@ export interface UpOptions {
   /** The control plane's node-monitor grace period and default not-ready/unreachable toleration; default its own. */
   nodeMonitorGracePeriodSeconds?: number;
   defaultTolerationSeconds?: number;
+  /**
+   * Whether the nodes also serve RuntimeClass `runv` (default true), and where they share the guest
+   * kernel and images (default DIR/runv-cache).
+   */
+  runv?: boolean;
+  runvCache?: string;
   /** Aborting stops everything and removes what `up` made (Ctrl-C). */
   signal: AbortSignal;
   /** Names are `<prefix><i>`; default `edge-`. */
@@ -67,16 +73,19 @@ export class UpError extends Error {
   override name = 'UpError';
 }
 
-function defaultAgentCommand(node: UpNode, join: AgentJoin): string[] {
-  return [
+/** `atoll agent` of this installation, for each node of `options`. */
+function defaultAgentCommand(options: UpOptions): (node: UpNode, agentJoin: AgentJoin) => string[] {
+  const runv = options.runv === false ? ['--no-runv'] : ['--runv-cache', options.runvCache ?? join(options.dataDir, 'runv-cache')];
+  return (node, agentJoin) => [
     process.execPath, ATOLL_BIN, 'agent',
-    '--server', join.server,
-    '--ca-file', join.caFile,
-    '--config', join.tokenConfig,
+    '--server', agentJoin.server,
+    '--ca-file', agentJoin.caFile,
+    '--config', agentJoin.tokenConfig,
     '--node-name', node.name,
     '--data-dir', node.dataDir,
     '--node-ip', node.nodeIP,
     '--pod-cidr', node.podCidr,
+    ...runv,
   ];
 }
 
@@ -199,7 +208,7 @@ export async function runUp(options: UpOptions): Promise<void> {
 
     const token = await joinToken(client, previous?.token);
     await state.update((s) => (s.token = token));
-    await ensureRuntimeClass(client);
+    await ensureRuntimeClasses(client);
     for (const old of previous?.nodes ?? []) {
       if (!nodes.some((n) => n.name === old.name)) await client.delete(NODES, undefined, old.name).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
     }
@@ -207,7 +216,7 @@ export async function runUp(options: UpOptions): Promise<void> {
     const archive = await ensureBusyboxArchive(dataDir);
     checkpoint();
 
-    const command = options.agentCommand ?? defaultAgentCommand;
+    const command = options.agentCommand ?? defaultAgentCommand(options);
     undo.push('stopping the agents', async () => {
       await Promise.all(supervisors.map((s) => s.stop()));
     });

@@ -197,12 +197,19 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Where runv's guest kernel and images are kept across test runs: the checkout's `.cache/runv`, as the
+ * runv unit tests keep them, so a run downloads and builds them once.
+ */
+export const RUNV_CACHE = process.env.ATOLL_RUNV_TEST_CACHE ?? join(ROOT, '.cache', 'runv');
+
 /** Starts `atoll up --nodes N` as its own process on a fresh data dir and waits for N Ready nodes. */
 export async function startUp(nodes: number, extraArgs: string[] = []): Promise<UpProcess> {
   const unlock = await lockUp();
   const dir = await mkdtemp(join(tmpdir(), 'atoll-up-'));
   const port = await freePort();
-  const child = spawn(process.execPath, [ATOLL, 'up', '--nodes', String(nodes), '--data-dir', dir, '--port', String(port), ...extraArgs], {
+  const args = ['up', '--nodes', String(nodes), '--data-dir', dir, '--port', String(port), '--runv-cache', RUNV_CACHE, ...extraArgs];
+  const child = spawn(process.execPath, [ATOLL, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

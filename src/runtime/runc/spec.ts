@@ -140,7 +140,8 @@ export function processArgs(spec: ContainerSpec): string[] {
   return argv;
 }
 
-function mergedEnv(spec: ContainerSpec): string[] {
+/** The process environment: the image's, then the spec's (a later name wins), with a default PATH. */
+export function mergedEnv(spec: ContainerSpec): string[] {
   const env = new Map<string, string>();
   for (const entry of spec.image?.env ?? []) {
     const eq = entry.indexOf('=');

@@ -5,7 +5,7 @@ import { PassThrough, Writable, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ENVELOPE_FIELDS, FrameDecoder, MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, PROTOCOL_VERSIONS, encodeFrame, parseResponse,
-  type AgentErrorCode, type HelloResult, type Op, type OpArgs, type OpResults, type Response,
+  type AgentErrorCode, type HelloResult, type Op, type OpArgs, type OpResults, type ReadOutputResult, type Response,
 } from './agent-protocol.js';
 
 /** How long a call waits for its answer unless the caller says otherwise. */
@@ -183,33 +183,68 @@ export interface ProcessStreams {
   readonly dropped: number;
 }
 
+export interface OutputBatchOptions {
+  /** Resume after this seq of `epoch` (where an earlier reader stopped). */
+  after?: number;
+  epoch?: string;
+  /** Ends the reading at once, without waiting for the poll in flight. */
+  signal?: AbortSignal;
+}
+
+/** One `readOutput` answer; `restarted` says the agent numbered the output anew and this batch starts over at seq 1. */
+export type OutputBatch = ReadOutputResult & { restarted: boolean };
+
+/**
+ * A guest process's output as the agent hands it out: long-polled `readOutput` answers, each asking
+ * for what follows the last chunk of the one before. When the agent restarted and numbered the output
+ * anew (`epoch` changed), reading starts again at its beginning. Ends after the answer that says eof,
+ * or when `signal` aborts; rejects on an agent failure.
+ */
+export async function* outputBatches(client: AgentClient, processId: string, options: OutputBatchOptions = {}): AsyncGenerator<OutputBatch> {
+  let after = options.after ?? 0;
+  let epoch = options.epoch;
+  let restarted = false;
+  const stopped = new Promise<null>((resolve) => {
+    if (options.signal?.aborted) resolve(null);
+    options.signal?.addEventListener('abort', () => resolve(null), { once: true });
+  });
+  for (;;) {
+    const poll = client.call('readOutput', { processId, after, timeoutMs: OUTPUT_POLL_MS }, OUTPUT_POLL_MS + AGENT_CALL_TIMEOUT_MS);
+    poll.catch(() => undefined);
+    const answer = await Promise.race([poll, stopped]);
+    if (answer === null) return;
+    if (epoch !== undefined && answer.epoch !== epoch && after > 0) {
+      epoch = answer.epoch;
+      after = 0;
+      restarted = true;
+      continue;
+    }
+    epoch = answer.epoch;
+    after = answer.chunks.at(-1)?.seq ?? after;
+    yield { ...answer, restarted };
+    restarted = false;
+    if (answer.eof) return;
+  }
+}
+
 /**
  * Turns a guest process's output buffer (a container's main process, or an exec) into stdout and
- * stderr streams, by long-polling `readOutput`, and its stdin into a stream through `writeStdin` and
+ * stderr streams (see outputBatches), and its stdin into a stream through `writeStdin` and
  * `closeStdin`. Output waits in the agent while a consumer is slow (the poll pauses on backpressure),
  * so the agent's bound, not host memory, limits what is held. When the agent restarted and numbered
- * the output anew (`epoch` changed), reading restarts at its beginning: what the new agent still has
- * may repeat output already pushed.
+ * the output anew, what the new agent still has may repeat output already pushed.
  */
 export function processStreams(client: AgentClient, processId: string, options: ProcessStreamsOptions = {}): ProcessStreams {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const state = { cursor: options.after ?? 0, epoch: options.epoch, dropped: 0 };
-  const stopped = new Promise<null>((resolve) => {
-    if (options.signal?.aborted) resolve(null);
-    options.signal?.addEventListener('abort', () => resolve(null), { once: true });
+  const stopped = new Promise<void>((resolve) => {
+    if (options.signal?.aborted) resolve();
+    options.signal?.addEventListener('abort', () => resolve(), { once: true });
   });
   const done = (async () => {
-    for (;;) {
-      const poll = client.call('readOutput', { processId, after: state.cursor, timeoutMs: OUTPUT_POLL_MS }, OUTPUT_POLL_MS + AGENT_CALL_TIMEOUT_MS);
-      poll.catch(() => undefined);
-      const answer = await Promise.race([poll, stopped]);
-      if (answer === null) return;
-      if (state.epoch !== undefined && answer.epoch !== state.epoch && state.cursor > 0) {
-        state.epoch = answer.epoch;
-        state.cursor = 0;
-        continue;
-      }
+    for await (const answer of outputBatches(client, processId, options)) {
+      if (answer.restarted) state.cursor = 0;
       state.epoch = answer.epoch;
       state.dropped += answer.dropped;
       for (const chunk of answer.chunks) {
@@ -217,7 +252,6 @@ export function processStreams(client: AgentClient, processId: string, options: 
         if (!target.write(Buffer.from(chunk.data, 'base64'))) await Promise.race([once(target, 'drain'), once(target, 'close'), stopped]);
         state.cursor = chunk.seq;
       }
-      if (answer.eof) return;
     }
   })().finally(() => {
     stdout.end();

@@ -21,7 +21,7 @@ export const OPS = [
   'createContainer', 'startContainer', 'signalContainer', 'stopContainer', 'waitContainer', 'removeContainer', 'updateContainer',
   'execInContainer', 'execSyncInContainer', 'waitExec', 'signalExec',
   'readOutput', 'writeStdin', 'closeStdin', 'resizeTerminal',
-  'stats', 'interface', 'route', 'hostname', 'setTime', 'reseedRandom',
+  'stats', 'interface', 'route', 'hostname', 'setTime', 'reseedRandom', 'identity',
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -29,7 +29,7 @@ export type Op = (typeof OPS)[number];
 export const MAX_LONG_POLL_MS = 60_000;
 /** Bytes of output one `readOutput` answer carries at most (base64 makes it 4/3 of this on the wire). */
 export const MAX_OUTPUT_READ_BYTES = 1024 * 1024;
-/** Largest `writeStdin`/`writeFile`/`reseedRandom` payload, decoded. */
+/** Largest `writeStdin`/`writeFile` payload, decoded. */
 export const MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
 export interface HelloArgs { versions: number[] }
@@ -171,8 +171,15 @@ export interface InterfaceResult { name: string }
 export interface RouteArgs { dest: string; gateway?: string; dev?: string; family?: 4 | 6 }
 export interface HostnameArgs { hostname: string }
 export interface SetTimeArgs { epochMs: number }
-export interface SetTimeResult { previousEpochMs: number }
+/**
+ * `agentMs`: how long the agent held the request, from reading it to answering. The clock ends behind
+ * the host's by the request's way to the agent, so by at most the round trip less `agentMs`.
+ */
+export interface SetTimeResult { previousEpochMs: number; agentMs: number }
 export interface ReseedRandomArgs { bytes: string }
+/** A template clone's own clock, randomness, NIC MAC and hostname, given in one request (PROTOCOL.md). */
+export interface IdentityArgs { epochMs: number; seed: string; hostname?: string; mac?: { from: string; to: string } }
+export type IdentityResult = SetTimeResult;
 
 type Empty = Record<string, never>;
 
@@ -184,6 +191,7 @@ export interface OpArgs {
   execInContainer: ExecInContainerArgs; execSyncInContainer: ExecSyncInContainerArgs; waitExec: WaitExecArgs; signalExec: SignalExecArgs;
   readOutput: ReadOutputArgs; writeStdin: WriteStdinArgs; closeStdin: ProcessIdArgs; resizeTerminal: ResizeTerminalArgs;
   stats: StatsArgs; interface: InterfaceArgs; route: RouteArgs; hostname: HostnameArgs; setTime: SetTimeArgs; reseedRandom: ReseedRandomArgs;
+  identity: IdentityArgs;
 }
 export interface OpResults {
   hello: HelloResult; exec: ExecResult; start: StartResult; signal: Empty; wait: WaitResult;
@@ -193,6 +201,7 @@ export interface OpResults {
   execInContainer: ExecInContainerResult; execSyncInContainer: ExecSyncInContainerResult; waitExec: WaitExecResult; signalExec: Empty;
   readOutput: ReadOutputResult; writeStdin: Empty; closeStdin: Empty; resizeTerminal: Empty;
   stats: StatsResult; interface: InterfaceResult; route: Empty; hostname: Empty; setTime: SetTimeResult; reseedRandom: Empty;
+  identity: IdentityResult;
 }
 
 /** Names of the envelope; no op's arguments use them. */

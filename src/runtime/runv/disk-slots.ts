@@ -38,10 +38,10 @@ import type { QmpClient } from './qmp.js';
 /** Slots per VM unless the caller says otherwise. */
 export const DEFAULT_DISK_SLOTS: DiskSlotCounts = { writable: 8, readonly: 2 };
 /**
- * microvm has 24 virtio-mmio transports; the agent disk, the agent's serial port, a NIC and one spare
- * take four.
+ * microvm has 24 virtio-mmio transports; the agent disk, the agent's serial port, the RNG, a NIC and a
+ * 9p share take five (a VM with 20 slots and all of these does not start).
  */
-export const MAX_DISK_SLOTS = 20;
+export const MAX_DISK_SLOTS = 19;
 /** The placeholder's size: what a read-only slot shows the guest, so it must exceed any read-only disk. Costs nothing. */
 export const PLACEHOLDER_BYTES = 1024 ** 4;
 /** How long the guest may take to find a slot's device, show an attached disk's size and drop its cached blocks. */

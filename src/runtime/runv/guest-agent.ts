@@ -17,7 +17,7 @@ import { GuestContainers } from './guest/containers.js';
 import { configureInterface, route, setHostname } from './guest/network.js';
 import { exec, signal, start, wait } from './guest/processes.js';
 import { mount, umount, writeFile } from './guest/storage.js';
-import { blockCounters, memoryCounters, networkCounters, reseedRandom, setTime } from './guest/system.js';
+import { blockCounters, identity, memoryCounters, networkCounters, reseedRandom, setTime } from './guest/system.js';
 import { AgentError, optionalStringArray } from './guest/validate.js';
 
 const AGENT_NAME = 'atoll-guest-agent';
@@ -79,6 +79,7 @@ function handlers(containers: GuestContainers | Error): Record<Op, Handler> {
     hostname: setHostname,
     setTime,
     reseedRandom,
+    identity,
   };
 }
 

@@ -19,9 +19,10 @@ export const NODE = '/usr/bin/node';
 /**
  * Host binaries the guest runs from the same paths: Node runs the agent; runc and conmon run the
  * containers (the agent drives them through the same RuncHandler as runc pods); util-linux's script
- * gives a tty exec its terminal, as on the host.
+ * gives a tty exec its terminal, as on the host; perl makes the system calls Node has no API for
+ * (guest/syscalls.ts), with builtins only, so none of its library modules is needed.
  */
-export const GUEST_BINARIES = [NODE, '/usr/sbin/runc', '/usr/bin/conmon', '/usr/bin/script'] as const;
+export const GUEST_BINARIES = [NODE, '/usr/sbin/runc', '/usr/bin/conmon', '/usr/bin/script', '/usr/bin/perl'] as const;
 /** The agent disk's filesystem label; /init mounts the disk by it, whatever its position on the bus. */
 export const AGENT_DISK_LABEL = 'atoll-agent';
 /** Free space left on the agent disk beyond its files, so mkfs's metadata always fits. */
@@ -115,7 +116,7 @@ export async function ensureAgentDisk(root: string, options: ProgressOptions = {
   for (const module of modules) hash.update(module).update(await readFile(join(SOURCE_ROOT, module)));
   const target = join(root, 'runv', 'images', `agent-${hash.digest('hex').slice(0, 16)}.ext4`);
   if (await exists(target)) return target;
-  options.onProgress?.(`runv: building agent disk ${basename(target)} (node, runc, conmon and their libraries)`);
+  options.onProgress?.(`runv: building agent disk ${basename(target)} (node, runc, conmon, perl and their libraries)`);
   return buildInto(target, async (work) => {
     const tree = join(work, 'tree');
     const libraries = new Set<string>();

@@ -180,6 +180,8 @@ describe('runv tap: connecting a pod veth to a tap with tc mirred', () => {
     assert.ok((await routes(ns.net, 6, 'eth0')).includes(`${POD_IPV6_ROUTE} via ${POD_IPV6_GATEWAY}`));
     await ping(env.node.net, pod);
 
+    assert.deepEqual(await connectTap(ns.net, { veth: 'eth0' }), conn, 'a veth connected and disconnected before connects again');
+    await disconnectTap(ns.net, conn.tap);
     await disconnectTap(ns.net, conn.tap);
     await removeNamespaces(env.runDir, ns.id);
     await disconnectTap(ns.net, conn.tap);

@@ -80,7 +80,11 @@ const TAP_PREFIX = 'tap_';
 const MAX_ALIAS_BYTES = 255;
 /** Marks a tap alias as this module's record. */
 const RECORD_MARKER = 'atoll-runv';
-const MISSING_QDISC = /Cannot find specified qdisc|Cannot find device/;
+/**
+ * What `tc qdisc del ... ingress` says when there is none: "Invalid handle" once the device had an
+ * ingress qdisc before (the kernel keeps its ingress queue, with a handle-less placeholder qdisc).
+ */
+const MISSING_QDISC = /Cannot find specified qdisc|Cannot find device|Invalid handle/;
 
 /** What `connectTap` took off the veth, as kept in the tap's alias. */
 interface TapRecord {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { release } from 'node:os';
 import { basename, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +10,7 @@ import { AGENT_PORT_NAME, type HelloResult } from './agent-protocol.js';
 import { DEFAULT_DISK_SLOTS, DiskSlots, diskSlotArgs, type AttachOptions, type AttachedDisk, type DiskSlotCounts } from './disk-slots.js';
 import type { GuestImages } from './guest-image.js';
 import type { GuestKernel } from './guest-kernel.js';
+import { loadState, saveState } from './migration.js';
 import { QmpClient } from './qmp.js';
 
 /**
@@ -20,10 +22,13 @@ import { QmpClient } from './qmp.js';
  *   console.log  the guest's serial console (a file, so the boot log survives with nobody reading)
  *   qemu.log     QEMU's own stdout and stderr
  *   qemu.pid     written by QEMU
+ *   migrate.sock, incoming.sock   while save() or restore() streams the device state (migration.ts)
  *
- * Lifecycle: boot() starts QEMU and waits for the agent's hello, or adopt() takes over a VM that a
- * previous runtime process started; then the VM runs, disks come and go (attachDisk, detachDisk);
- * stop() ends it, or release() lets go of it without stopping it, for a later adopt().
+ * Lifecycle: boot() starts QEMU and waits for the agent's hello, restore() starts a clone of a saved
+ * VM (a template, see template.ts), or adopt() takes over a VM that a previous runtime process
+ * started; then the VM runs, disks come and go (attachDisk, detachDisk); stop() ends it, or release()
+ * lets go of it without stopping it, for a later adopt(). save() writes a paused VM's device state to a
+ * file, for restore().
  *
  * QEMU runs in its own process group so that it outlives the runtime process: a runtime killed with
  * SIGKILL leaves its VMs running, and the next runtime adopts them from their directories. stop()
@@ -33,8 +38,21 @@ import { QmpClient } from './qmp.js';
 export const QEMU = 'qemu-system-x86_64';
 export type Accelerator = 'kvm' | 'tcg';
 export const DEFAULT_MEMORY_MIB = 256;
-/** TCG's translated-code cache. It dominates a TCG guest's host memory (DESIGN.md), so it is kept small. */
+/**
+ * TCG's translated-code cache of a cold-booted VM. QEMU asks for huge pages for it, so all of it is
+ * soon resident: it dominates a TCG guest's host memory (DESIGN.md). A boot translates much code once,
+ * and a smaller cache makes it slower (8 MiB: about twice as long), so a cold boot, and a template
+ * build, use this size, and a template's clones, which boot nothing, a smaller one (template.ts).
+ */
 export const TCG_TB_SIZE_MIB = 64;
+/**
+ * TCG's code cache of a VM restored from a template, in MiB. A clone boots nothing, but a cache smaller
+ * than the guest's working set (the Node agent, runc, the pod) is flushed and refilled over and over;
+ * and QEMU backs the cache with huge pages, so all of it is soon resident. Measured on the 2-core
+ * build machine under load (template.test.ts with ATOLL_RUNV_TB_SIZES=8,16,32,64): a guest exec right
+ * after a restore took p50 517, 353, 66 and 84 ms, and each extra clone cost 36, 44, 63 and 61 MiB PSS.
+ */
+export const CLONE_TB_SIZE_MIB = 32;
 /** How long a cold boot may take to the agent's first answer. TCG boots in seconds; this allows for a loaded host. */
 export const BOOT_TIMEOUT_MS = 90_000;
 /** The KVM probe: a working KVM boots in well under this; a broken one never answers. */
@@ -43,11 +61,39 @@ export const KVM_PROBE_TIMEOUT_MS = 20_000;
 export const QUIT_TIMEOUT_MS = 5_000;
 /** How long adopt() waits for an adopted VM's agent to answer. The VM is already running, so this is short. */
 export const ADOPT_TIMEOUT_MS = 10_000;
+/** How long restore() may take from starting QEMU to the restored agent's answers; no boot, so short. */
+export const RESTORE_TIMEOUT_MS = 30_000;
+/** How long save() may take to write the device state (tens of KiB: guest RAM is in the shared file). */
+export const SAVE_TIMEOUT_MS = 30_000;
+/**
+ * Bytes of host randomness a restored guest's CRNG is reseeded from: clones of one template must not
+ * share a random state. 64 bytes fill the kernel's input pool (256 bits) with room to spare.
+ */
+const SEED_BYTES = 64;
+/**
+ * How far behind the host's a restored guest's clock may be left. The clock is set to the host's time
+ * as the request leaves, so it ends behind by the request's way to the agent: milliseconds usually,
+ * which a loaded host can stretch to hundreds. When the way may have been longer than this, the clock
+ * is set again, up to CLOCK_RETRIES times. A lower bound would set it again often on a loaded host,
+ * and each setting has the same uncertain way, so no better odds.
+ */
+export const CLOCK_TOLERANCE_MS = 50;
+const CLOCK_RETRIES = 2;
+/** QEMU's id of the guest RAM's memory backend; a template and its clones must use the same one. */
+const MEMORY_BACKEND_ID = 'ram';
+const MIB = 1024 * 1024;
+/** How often restore() retries the QMP socket, which QEMU creates while it starts. */
+const QMP_RETRY_MS = 5;
 /** How often the exit of an adopted QEMU (not our child, so no exit event) is checked. */
 const EXIT_POLL_MS = 20;
-/** The guest kernel's command line. The TCG additions give the kernel a TSC frequency, which it cannot calibrate under TCG, where it would otherwise hang. */
+/**
+ * The guest kernel's command line. The TCG additions give the kernel a TSC frequency, which it cannot
+ * calibrate under TCG, where it would otherwise hang; and `tsc=reliable` keeps the clocksource
+ * watchdog from judging the TSC against jiffies, which a loaded TCG guest loses: it then switched a
+ * guest (and, in a template, all its clones) off the TSC, and its clock ran about 30% slow.
+ */
 const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 edd=off';
-const TCG_KERNEL_CMDLINE = 'tsc_early_khz=2000000 no_timer_check';
+const TCG_KERNEL_CMDLINE = 'tsc_early_khz=2000000 tsc=reliable no_timer_check';
 /**
  * QEMU's seccomp filter: on top of its default deny list, no obsolete syscalls, no set*uid (so QEMU
  * cannot be started with -runas; an unprivileged QEMU is started as its user instead), no fork or
@@ -73,15 +119,87 @@ export interface VmOptions {
   netns?: string;
   /** A virtio-net NIC on an existing tap in `netns` (see tap.ts's connectTap), with the guest's MAC. */
   nic?: { tap: string; mac: string };
+  /**
+   * A virtio-9p device exporting the host directory `dir` under the mount tag `tag` (passthrough: the
+   * guest sees the host's owners and modes). The guest mounts it only when it needs it: a mounted 9p
+   * share blocks migration, and so a template save (DESIGN.md).
+   */
+  share?: { dir: string; tag: string };
+  /**
+   * QEMU runs in a new network namespace of its own, where nothing is reachable and where QEMU creates
+   * the NIC's tap itself (it goes away with QEMU): a template's NIC, a placeholder whose backend each
+   * clone replaces with its pod's tap. Excludes `netns`.
+   */
+  isolatedNetwork?: boolean;
+  /**
+   * Guest RAM in a file (a memory-backend-file) instead of anonymous memory. `shared`: mapped shared,
+   * so the file holds the guest's memory (a template being built, on /dev/shm); otherwise mapped
+   * private, copy-on-write over the file's contents (a template's clone).
+   */
+  memoryFile?: { path: string; shared: boolean };
+  /**
+   * TCG's code cache in MiB (TCG only); TCG_TB_SIZE_MIB when absent (CLONE_TB_SIZE_MIB for restore()).
+   * Not part of a saved VM's state.
+   */
+  tbSizeMiB?: number;
+}
+
+/**
+ * A VM saved by save() for restore(): what it booted, its device set, and where its memory and device
+ * state are. A clone must have the same devices; only their backends differ (the pod's tap for the
+ * NIC, the pod's directory for the share).
+ */
+export interface SavedVm {
+  kernel: GuestKernel;
+  images: GuestImages;
+  accel: Accelerator;
+  memoryMiB: number;
+  diskSlots: DiskSlotCounts;
+  /** The saved guest's NIC's MAC; null when it has no NIC. A clone has a NIC exactly when this is set. */
+  nicMac: string | null;
+  /** The mount tag of the saved VM's (never mounted) 9p device; null when it has none. */
+  shareTag: string | null;
+  /** The guest's RAM, as the shared memory-backend-file left it. */
+  memoryFile: string;
+  /** The device state, from save(). */
+  stateFile: string;
+}
+
+/** A clone's own parts; see VmOptions for each. */
+export interface RestoreOptions {
+  dir: string;
+  netns?: string;
+  /** Required exactly when the saved VM has a NIC; the guest NIC is given this MAC. */
+  nic?: { tap: string; mac: string };
+  /** Required exactly when the saved VM has a share, with the same tag. */
+  share?: { dir: string; tag: string };
+  /** The guest's hostname; the template's stays when absent. */
+  hostname?: string;
+  tbSizeMiB?: number;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** How long restore() took, in milliseconds from spawning QEMU. */
+export interface RestoreTimings {
+  /** The device state was loaded into the clone. */
+  loadedMs: number;
+  /** The agent's first answer (what bootMs means for a cold boot). */
+  firstAnswerMs: number;
+  /** The guest has its clock, fresh randomness, hostname and MAC: ready for a pod. */
+  readyMs: number;
 }
 
 /** The QEMU command line for `options`. */
 export function qemuArgs(options: VmOptions): string[] {
-  const { dir, kernel, images, accel } = options;
+  const { dir, kernel, images, accel, memoryFile } = options;
+  const memoryMiB = options.memoryMiB ?? DEFAULT_MEMORY_MIB;
   return [
-    '-M', 'microvm', '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-sandbox', SECCOMP_SANDBOX,
-    ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', `tcg,tb-size=${TCG_TB_SIZE_MIB}`, '-cpu', 'max']),
-    '-smp', '1', '-m', String(options.memoryMiB ?? DEFAULT_MEMORY_MIB),
+    '-M', memoryFile ? `microvm,memory-backend=${MEMORY_BACKEND_ID}` : 'microvm',
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-sandbox', SECCOMP_SANDBOX,
+    ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', `tcg,tb-size=${options.tbSizeMiB ?? TCG_TB_SIZE_MIB}`, '-cpu', 'max']),
+    '-smp', '1', '-m', String(memoryMiB),
+    ...(memoryFile ? ['-object', `memory-backend-file,id=${MEMORY_BACKEND_ID},size=${memoryMiB}M,mem-path=${memoryFile.path},share=${memoryFile.shared ? 'on' : 'off'}`] : []),
     '-kernel', kernel.vmlinux, '-initrd', images.initramfs,
     '-append', accel === 'tcg' ? `${KERNEL_CMDLINE} ${TCG_KERNEL_CMDLINE}` : KERNEL_CMDLINE,
     '-serial', `file:${join(dir, 'console.log')}`,
@@ -92,10 +210,16 @@ export function qemuArgs(options: VmOptions): string[] {
     '-device', `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
     '-pidfile', join(dir, 'qemu.pid'),
+    // A restored guest's pool starts as its template's; virtio-rng keeps feeding it host entropy.
+    '-object', 'rng-builtin,id=rng', '-device', 'virtio-rng-device,rng=rng',
     ...diskSlotArgs(options.diskSlots ?? DEFAULT_DISK_SLOTS),
     ...(options.nic ? [
       '-netdev', `tap,id=nic0,ifname=${options.nic.tap},script=no,downscript=no,vhost=off`,
       '-device', `virtio-net-device,netdev=nic0,mac=${options.nic.mac}`,
+    ] : []),
+    ...(options.share ? [
+      '-fsdev', `local,id=share0,path=${options.share.dir},security_model=passthrough`,
+      '-device', `virtio-9p-device,fsdev=share0,mount_tag=${options.share.tag}`,
     ] : []),
   ];
 }
@@ -119,6 +243,8 @@ export class MicroVm {
     private readonly disks: DiskSlots,
     /** Milliseconds from spawning QEMU to the agent's first answer; null for an adopted VM. */
     readonly bootMs: number | null,
+    /** How long the steps of restore() took; null unless this VM was restored. */
+    readonly restoreTimings: RestoreTimings | null,
   ) {
     this.exited = watchExit(this.released.signal);
     this.exited.catch(() => undefined);
@@ -127,52 +253,75 @@ export class MicroVm {
   /** Boots a VM and waits for its agent's hello. On any failure the VM is killed and its directory removed. */
   static async boot(options: VmOptions): Promise<MicroVm> {
     const { dir } = options;
-    await mkdir(dir, { recursive: true });
-    const log = openSync(join(dir, 'qemu.log'), 'a');
-    const began = Date.now();
-    let child: ChildProcess;
-    try {
-      const argv = [QEMU, ...qemuArgs(options)];
-      const [file, ...args] = options.netns ? ['nsenter', `--net=${options.netns}`, '--', ...argv] : argv;
-      child = spawn(file!, args, { detached: true, stdio: ['ignore', log, log] });
-    } finally {
-      closeSync(log);
-    }
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.once('error', () => undefined);
-    child.unref();
+    const qemu = await startQemu(options, []);
     let agent: AgentClient | undefined;
     let qmp: QmpClient | undefined;
     try {
       const timeoutMs = options.bootTimeoutMs ?? BOOT_TIMEOUT_MS;
-      const died = exited.then(async () => {
-        throw new Error(`${QEMU} exited during boot: ${await tail(join(dir, 'qemu.log'))}; console: ${await tail(join(dir, 'console.log'))}`);
-      });
-      const ready = (async () => {
+      const hello = await qemu.unlessExited('boot', (async () => {
         agent = await AgentClient.connect(join(dir, 'agent.sock'), timeoutMs, options.signal);
         const hello = await agent.hello(timeoutMs);
         // QEMU created its monitor socket before the guest ran, so it is there by now.
         qmp = await QmpClient.connect(join(dir, 'qmp.sock'));
         return hello;
-      })();
-      // The loser of the race settles later; it must not surface as an unhandled rejection.
-      died.catch(() => undefined);
-      ready.catch(() => undefined);
-      const hello = await Promise.race([ready, died]);
+      })());
       const disks = DiskSlots.empty(qmp!, agent!, options.diskSlots ?? DEFAULT_DISK_SLOTS);
-      return new MicroVm(dir, child.pid!, child, () => exited, agent!, hello, qmp!, disks, Date.now() - began);
+      return new MicroVm(dir, qemu.child.pid!, qemu.child, () => qemu.exited, agent!, hello, qmp!, disks, Date.now() - qemu.began, null);
     } catch (err) {
       agent?.close();
       qmp?.close();
-      // Nothing in a VM that failed to boot is worth a clean quit.
-      if (child.exitCode === null && child.signalCode === null) {
-        child.ref();
-        child.kill('SIGKILL');
-        await exited;
-      }
-      const detail = err instanceof AgentCallError && err.code === 'Timeout' ? `${err.message}; console: ${await tail(join(dir, 'console.log'))}` : (err as Error).message;
-      await rm(dir, { recursive: true, force: true });
-      throw new Error(`runv VM in ${dir} did not boot (${options.accel}): ${detail}`);
+      await qemu.kill();
+      throw new Error(`runv VM in ${dir} did not boot (${options.accel}): ${await failureDetail(err, dir)}`);
+    }
+  }
+
+  /**
+   * Starts a clone of `saved` (see template.ts): QEMU with the saved VM's device set, its RAM mapped
+   * private (copy-on-write) from the saved memory file, and its device state loaded from the state
+   * file. The clone then runs on from where the saved VM was paused, its agent already up. Before this
+   * resolves the guest is given what must differ between clones: the host's clock, fresh randomness,
+   * the hostname and the NIC's MAC. On any failure the clone is killed and its directory removed.
+   *
+   * The agent connection is opened before the state is loaded. The template was saved with its host
+   * connected, so the guest finds the host still connected and simply reads the next request; a host
+   * that connected only after the load would first be announced as gone and then as back, and the
+   * agent would notice the return only at its next poll (PROTOCOL.md, Reconnecting).
+   */
+  static async restore(saved: SavedVm, options: RestoreOptions): Promise<MicroVm> {
+    const { dir } = options;
+    const mismatch = restoreMismatch(saved, options);
+    if (mismatch) throw new Error(`cannot restore into ${dir}: ${mismatch}`);
+    // QEMU would create a missing memory file, empty, and the clone would wake with no memory.
+    const memory = await stat(saved.memoryFile).catch(() => null);
+    if (memory?.size !== saved.memoryMiB * MIB) throw new Error(`cannot restore into ${dir}: the saved VM's memory file ${saved.memoryFile} is ${memory ? `${memory.size} bytes, not ${saved.memoryMiB} MiB` : 'gone'}`);
+    const timeoutMs = options.timeoutMs ?? RESTORE_TIMEOUT_MS;
+    const qemu = await startQemu({
+      dir, kernel: saved.kernel, images: saved.images, accel: saved.accel, memoryMiB: saved.memoryMiB, diskSlots: saved.diskSlots,
+      netns: options.netns, nic: options.nic, share: options.share, memoryFile: { path: saved.memoryFile, shared: false }, tbSizeMiB: options.tbSizeMiB ?? CLONE_TB_SIZE_MIB,
+    }, ['-incoming', 'defer']);
+    const deadline = qemu.began + timeoutMs;
+    const left = () => Math.max(deadline - Date.now(), 1);
+    let agent: AgentClient | undefined;
+    let qmp: QmpClient | undefined;
+    try {
+      const { hello, timings } = await qemu.unlessExited('restore', (async () => {
+        agent = await AgentClient.connect(join(dir, 'agent.sock'), timeoutMs, options.signal);
+        qmp = await connectQmp(join(dir, 'qmp.sock'), deadline, options.signal);
+        await loadState(qmp, join(dir, 'incoming.sock'), saved.stateFile, left(), options.signal);
+        const loadedMs = Date.now() - qemu.began;
+        await qmp.execute('cont');
+        const hello = await agent.hello(left());
+        const firstAnswerMs = Date.now() - qemu.began;
+        await giveIdentity(agent, saved, options, left());
+        return { hello, timings: { loadedMs, firstAnswerMs, readyMs: Date.now() - qemu.began } };
+      })());
+      const disks = DiskSlots.empty(qmp!, agent!, saved.diskSlots);
+      return new MicroVm(dir, qemu.child.pid!, qemu.child, () => qemu.exited, agent!, hello, qmp!, disks, timings.firstAnswerMs, timings);
+    } catch (err) {
+      agent?.close();
+      qmp?.close();
+      await qemu.kill();
+      throw new Error(`runv VM in ${dir} was not restored from ${saved.stateFile}: ${await failureDetail(err, dir)}`);
     }
   }
 
@@ -194,7 +343,7 @@ export class MicroVm {
       // QEMU closes its monitor when it exits; then the PID says when the exit is complete.
       const monitor = qmp;
       const watchExit = (released: AbortSignal) => monitor.closed.then(() => processGone(pid, released));
-      return new MicroVm(dir, pid, null, watchExit, agent, hello, qmp, disks, null);
+      return new MicroVm(dir, pid, null, watchExit, agent, hello, qmp, disks, null, null);
     } catch (err) {
       agent?.close();
       qmp?.close();
@@ -231,6 +380,17 @@ export class MicroVm {
 
   attachedDisks(): AttachedDisk[] {
     return this.disks.list();
+  }
+
+  /**
+   * Pauses the VM and writes its device state to `file` (see migration.ts); returns its size. Guest
+   * RAM in a shared memoryFile is left out: the file holds it. The VM stays paused; stop() it then.
+   * The agent connection stays open, and the caller must have no agent call in flight: a clone wakes
+   * with the host connected (see restore) and must not get answers meant for this host.
+   */
+  async save(file: string, signal?: AbortSignal): Promise<number> {
+    await this.qmp.execute('stop');
+    return saveState(this.qmp, join(this.dir, 'migrate.sock'), file, SAVE_TIMEOUT_MS, signal);
   }
 
   /** Quits QEMU (QMP, then SIGKILL), waits for it to exit and removes the VM directory. Safe to call twice. */
@@ -270,6 +430,115 @@ export class MicroVm {
       this.exited.then(() => true),
       new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false))),
     ]).finally(() => clearTimeout(timer));
+  }
+}
+
+interface StartedQemu {
+  child: ChildProcess;
+  /** Resolves when QEMU has exited. */
+  exited: Promise<void>;
+  /** Date.now() when QEMU was spawned. */
+  began: number;
+  /** `work`'s result, or QEMU's log and console tail if QEMU exits first. */
+  unlessExited<T>(what: string, work: Promise<T>): Promise<T>;
+  /** Kills QEMU unless it has exited, and waits for the exit. */
+  kill(): Promise<void>;
+}
+
+/** Spawns QEMU for `options` plus `extraArgs`, in the pod's netns or a netns of its own, in its own process group. */
+async function startQemu(options: VmOptions, extraArgs: string[]): Promise<StartedQemu> {
+  const { dir } = options;
+  if (options.netns && options.isolatedNetwork) throw new Error('a VM runs in the pod netns or in a netns of its own, not both (netns and isolatedNetwork)');
+  await mkdir(dir, { recursive: true });
+  const log = openSync(join(dir, 'qemu.log'), 'a');
+  const began = Date.now();
+  let child: ChildProcess;
+  try {
+    const argv = [QEMU, ...qemuArgs(options), ...extraArgs];
+    // nsenter and unshare exec QEMU, so the pid stays QEMU's.
+    const wrapper = options.netns ? ['nsenter', `--net=${options.netns}`, '--'] : options.isolatedNetwork ? ['unshare', '--net', '--'] : [];
+    const [file, ...args] = [...wrapper, ...argv];
+    child = spawn(file!, args, { detached: true, stdio: ['ignore', log, log] });
+  } finally {
+    closeSync(log);
+  }
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('error', () => undefined);
+  child.unref();
+  return {
+    child, exited, began,
+    async unlessExited<T>(what: string, work: Promise<T>): Promise<T> {
+      const died = exited.then(async (): Promise<never> => {
+        throw new Error(`${QEMU} exited during ${what}: ${await tail(join(dir, 'qemu.log'))}; console: ${await tail(join(dir, 'console.log'))}`);
+      });
+      // The loser of the race settles later; it must not surface as an unhandled rejection.
+      died.catch(() => undefined);
+      work.catch(() => undefined);
+      return Promise.race([work, died]);
+    },
+    async kill() {
+      // Nothing in a VM that failed to start is worth a clean quit.
+      if (child.exitCode === null && child.signalCode === null) {
+        child.ref();
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+/** The error of a failed boot or restore, with the guest console's tail when the agent did not answer; removes `dir`. */
+async function failureDetail(err: unknown, dir: string): Promise<string> {
+  const detail = err instanceof AgentCallError && err.code === 'Timeout' ? `${err.message}; console: ${await tail(join(dir, 'console.log'))}` : (err as Error).message;
+  await rm(dir, { recursive: true, force: true });
+  return detail;
+}
+
+/** Connects to QMP at `path`, retrying while QEMU, just started, has not created the socket yet. */
+async function connectQmp(path: string, deadline: number, signal?: AbortSignal): Promise<QmpClient> {
+  for (;;) {
+    signal?.throwIfAborted();
+    try {
+      return await QmpClient.connect(path, Math.max(deadline - Date.now(), 1));
+    } catch (err) {
+      if (!/ENOENT|ECONNREFUSED/.test((err as Error).message) || Date.now() > deadline) throw err;
+    }
+    await sleep(QMP_RETRY_MS, undefined, { signal });
+  }
+}
+
+/** Why a clone with `options` cannot be restored from `saved` (its devices would differ), or null. */
+function restoreMismatch(saved: SavedVm, options: Pick<RestoreOptions, 'nic' | 'share'>): string | null {
+  if (saved.nicMac === null && options.nic) return `the saved VM has no NIC for tap ${options.nic.tap}`;
+  if (saved.nicMac !== null && !options.nic) return 'the saved VM has a NIC, so its clone needs one';
+  if (saved.shareTag === null && options.share) return `the saved VM has no 9p share for tag ${options.share.tag}`;
+  if (saved.shareTag !== null && options.share?.tag !== saved.shareTag) return `the saved VM has a 9p share tagged ${saved.shareTag}, so its clone needs one with that tag`;
+  return null;
+}
+
+/**
+ * Gives a restored guest what must differ between clones of one template, in one agent request: the
+ * clock, a reseeded CRNG, the NIC's MAC (a clone's NIC wakes with the template's, which is device
+ * state) and the hostname. The time is read as the request leaves, after the agent's first answer:
+ * the guest is awake by then, so the request's way to the agent, the clock's error, is short. The
+ * round trip less the agent's own time bounds that way; a longer one than CLOCK_TOLERANCE_MS (a
+ * loaded host) sets the clock again.
+ */
+async function giveIdentity(agent: AgentClient, saved: SavedVm, options: RestoreOptions, timeoutMs: number): Promise<void> {
+  const from = saved.nicMac?.toLowerCase();
+  const to = options.nic?.mac.toLowerCase();
+  let sent = Date.now();
+  const { agentMs } = await agent.call('identity', {
+    seed: randomBytes(SEED_BYTES).toString('base64'),
+    ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
+    ...(from && to && from !== to ? { mac: { from, to } } : {}),
+    epochMs: sent,
+  }, timeoutMs);
+  let behindAtMost = Date.now() - sent - agentMs;
+  for (let retry = 0; behindAtMost > CLOCK_TOLERANCE_MS && retry < CLOCK_RETRIES; retry++) {
+    sent = Date.now();
+    const answer = await agent.call('setTime', { epochMs: sent }, timeoutMs);
+    behindAtMost = Date.now() - sent - answer.agentMs;
   }
 }
 

@@ -234,6 +234,12 @@ export class RuntimeService {
       }
     }
     for (const record of await this.containerRecords.readAll((m) => this.warn(m))) {
+      if (!this.options.handlers[record.runtimeHandler]) {
+        // Its handler could not start this time (runv without QEMU, say): the container may well still
+        // run, and the handler adopts it on a later start, so its record stays as it is.
+        this.warn(`container ${record.id}: runtime handler ${record.runtimeHandler} is not available; leaving it alone`);
+        continue;
+      }
       const state = adopted.get(record.id);
       if (!state || !this.sandboxes.has(record.sandboxId)) {
         // CreateContainer wrote the record but died before the handler had the container.

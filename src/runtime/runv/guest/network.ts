@@ -21,6 +21,13 @@ function cidr(value: string, field: string): { family: 4 | 6; text: string } {
   return { family: family as 4 | 6, text: value };
 }
 
+/** A MAC address argument, in lowercase. */
+export function macAddress(value: unknown, field: string): string {
+  const mac = string(value, field).toLowerCase();
+  if (!MAC.test(mac)) throw new AgentError('BadRequest', `'${field}' must look like 52:54:00:12:34:56, got ${JSON.stringify(value)}`);
+  return mac;
+}
+
 /** The guest interface that has `mac`, the one stable name a NIC has from the host's side. */
 async function interfaceByMac(mac: string): Promise<string> {
   for (const name of await readdir(SYS_NET)) {
@@ -35,8 +42,7 @@ async function interfaceByMac(mac: string): Promise<string> {
  * `up` is false). Running it again with the same arguments changes nothing.
  */
 export async function configureInterface(args: Record<string, unknown>): Promise<InterfaceResult> {
-  const mac = string(args.mac, 'mac').toLowerCase();
-  if (!MAC.test(mac)) throw new AgentError('BadRequest', `'mac' must look like 52:54:00:12:34:56, got ${JSON.stringify(args.mac)}`);
+  const mac = macAddress(args.mac, 'mac');
   const wantedName = optionalString(args.name, 'name');
   if (wantedName !== undefined && !INTERFACE_NAME.test(wantedName)) throw new AgentError('BadRequest', `'name' must match ${INTERFACE_NAME}, got ${JSON.stringify(wantedName)}`);
   const addresses = stringArray(args.addresses, 'addresses').map((address, index) => cidr(address, `addresses[${index}]`));
@@ -72,11 +78,16 @@ export async function route(args: Record<string, unknown>): Promise<Record<strin
   return {};
 }
 
-export async function setHostname(args: Record<string, unknown>): Promise<Record<string, never>> {
-  const hostname = string(args.hostname, 'hostname');
+/** A hostname argument: lowercase RFC 1123 labels, as Kubernetes allows for a pod. */
+export function hostnameValue(value: unknown, field: string): string {
+  const hostname = string(value, field);
   if (hostname.length > MAX_HOSTNAME_LENGTH || !HOSTNAME.test(hostname)) {
-    throw new AgentError('BadRequest', `'hostname' must be lowercase RFC 1123 labels of at most ${MAX_HOSTNAME_LENGTH} characters, got ${JSON.stringify(hostname)}`);
+    throw new AgentError('BadRequest', `'${field}' must be lowercase RFC 1123 labels of at most ${MAX_HOSTNAME_LENGTH} characters, got ${JSON.stringify(hostname)}`);
   }
-  await writeFile('/proc/sys/kernel/hostname', hostname);
+  return hostname;
+}
+
+export async function setHostname(args: Record<string, unknown>): Promise<Record<string, never>> {
+  await writeFile('/proc/sys/kernel/hostname', hostnameValue(args.hostname, 'hostname'));
   return {};
 }

@@ -1,40 +1,73 @@
-import { readFile, readdir, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { BlockCounters, InterfaceCounters, SetTimeResult } from '../agent-protocol.js';
-import { run } from './processes.js';
-import { base64, integer } from './validate.js';
+import { readFile, readdir } from 'node:fs/promises';
+import type { BlockCounters, IdentityResult, InterfaceCounters, SetTimeResult } from '../agent-protocol.js';
+import { hostnameValue, macAddress } from './network.js';
+import { SyscallProcess } from './syscalls.js';
+import { AgentError, base64, integer, object } from './validate.js';
 
-/** The most random bytes one `reseedRandom` mixes in (the kernel's input pool is 512 bytes). */
+/**
+ * A seed's bounds: at least a CRNG key's worth (256 bits), since every byte is credited as entropy;
+ * at most what one request carries (the kernel's input pool keeps 256 bits, so more adds nothing).
+ */
+const MIN_SEED_BYTES = 32;
 const MAX_SEED_BYTES = 4096;
 const SECTOR_BYTES = 512;
 /** Interfaces whose counters a pod's network stats come from. */
 const POD_INTERFACE = /^eth\d+$/;
 
-/**
- * Steps the guest clock to `epochMs` (a template clone wakes with the template's time). Node cannot
- * call settimeofday, and `date -s` takes whole seconds, so the step is made at the next second
- * boundary of the wanted clock; what is left is the time `date` takes to start.
- */
-export async function setTime(args: Record<string, unknown>): Promise<SetTimeResult> {
-  const epochMs = integer(args.epochMs, 'epochMs', 0);
-  const received = performance.now();
-  const previousEpochMs = Date.now();
-  const toBoundary = (1000 - (epochMs % 1000)) % 1000;
-  await sleep(toBoundary);
-  const second = Math.round((epochMs + performance.now() - received) / 1000);
-  await run(['date', '-u', '-s', `@${second}`]);
-  return { previousEpochMs };
+const syscalls = new SyscallProcess();
+
+/** Whole milliseconds since `at` (process.hrtime()), rounded down. */
+function msSince(at: [number, number]): number {
+  const [seconds, nanoseconds] = process.hrtime(at);
+  return seconds * 1000 + Math.floor(nanoseconds / 1_000_000);
+}
+
+function seedBytes(value: unknown, field: string): Buffer {
+  const seed = base64(value, field, MAX_SEED_BYTES);
+  if (seed.length < MIN_SEED_BYTES) throw new AgentError('BadRequest', `'${field}' must carry at least ${MIN_SEED_BYTES} bytes once decoded, got ${seed.length}`);
+  return seed;
 }
 
 /**
- * Mixes host-supplied random bytes into the kernel's input pool, so clones of one template stop
- * sharing a random state. Writing to /dev/urandom mixes without crediting entropy (crediting, and an
- * immediate reseed, need the RNDADDENTROPY/RNDRESEEDCRNG ioctls, which Node cannot issue); the
- * virtio-rng device keeps feeding fresh host entropy, with credit, from there on.
+ * Steps the guest clock to `epochMs`, counted from when the request reached the agent: the time the
+ * agent and the perl process take is added, and what is left is the request's way from the host.
+ */
+export async function setTime(args: Record<string, unknown>): Promise<SetTimeResult> {
+  const at = process.hrtime();
+  const epochMs = integer(args.epochMs, 'epochMs', 0);
+  const { previousEpochMs } = await syscalls.call({ clock: { epochMs, at } });
+  return { previousEpochMs: previousEpochMs!, agentMs: msSince(at) };
+}
+
+/**
+ * Mixes host randomness into the kernel's input pool, credited, and reseeds the CRNG from it at once
+ * (RNDADDENTROPY, RNDRESEEDCRNG): clones of one template share the template's CRNG state, and a mere
+ * write to /dev/urandom would leave them sharing its output until the kernel's next scheduled reseed.
  */
 export async function reseedRandom(args: Record<string, unknown>): Promise<Record<string, never>> {
-  await writeFile('/dev/urandom', base64(args.bytes, 'bytes', MAX_SEED_BYTES));
+  await syscalls.call({ seed: seedBytes(args.bytes, 'bytes') });
   return {};
+}
+
+/**
+ * What must differ between clones of one template, in one request and one round of system calls:
+ * the clock (as setTime), a reseeded CRNG (as reseedRandom), the NIC's MAC and the hostname. The MAC
+ * change finds the NIC by the MAC it has (`mac.from`, the template's); a NIC that already has
+ * `mac.to` counts as done, so a retried request succeeds. Every argument is checked first, so a bad
+ * request changes nothing.
+ */
+export async function identity(args: Record<string, unknown>): Promise<IdentityResult> {
+  const at = process.hrtime();
+  const epochMs = integer(args.epochMs, 'epochMs', 0);
+  const seed = seedBytes(args.seed, 'seed');
+  const hostname = args.hostname === undefined ? undefined : hostnameValue(args.hostname, 'hostname');
+  let mac: { from: string; to: string } | undefined;
+  if (args.mac !== undefined) {
+    const change = object(args.mac, 'mac');
+    mac = { from: macAddress(change.from, 'mac.from'), to: macAddress(change.to, 'mac.to') };
+  }
+  const { previousEpochMs } = await syscalls.call({ clock: { epochMs, at }, seed, mac, hostname });
+  return { previousEpochMs: previousEpochMs!, agentMs: msSince(at) };
 }
 
 /** Counters of the pod's interfaces (eth*), from /proc/net/dev. */
