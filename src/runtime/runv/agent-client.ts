@@ -61,8 +61,12 @@ export class AgentClient {
         return new AgentClient(await connectOnce(socketPath));
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) {
+        if (code !== 'ENOENT' && code !== 'ECONNREFUSED') {
           throw new AgentCallError('Disconnected', `cannot connect to the agent socket ${socketPath}: ${(err as Error).message}`);
+        }
+        // Not there yet (QEMU still starting): only the deadline ends the wait.
+        if (Date.now() > deadline) {
+          throw new AgentCallError('Timeout', `the agent socket ${socketPath} did not accept a connection within ${timeoutMs} ms: ${(err as Error).message}`);
         }
       }
       await sleep(CONNECT_RETRY_MS, undefined, { signal });
