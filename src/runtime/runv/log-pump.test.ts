@@ -26,8 +26,15 @@ class OutputAgent {
   static async listen(path: string): Promise<OutputAgent> {
     const agent: OutputAgent = new OutputAgent(createServer((socket) => {
       const decoder = new FrameDecoder();
+      // A pump that stopped leaves its long poll unanswered; answering a closed socket is EPIPE, which
+      // says nothing about the pump.
+      socket.on('error', () => undefined);
       socket.on('data', (data: Buffer) => {
-        for (const request of decoder.push(data)) void agent.answer(request).then((result) => socket.write(encodeFrame({ v: 1, id: request.id, ok: true, result })));
+        for (const request of decoder.push(data)) {
+          void agent.answer(request).then((result) => {
+            if (!socket.destroyed && socket.writable) socket.write(encodeFrame({ v: 1, id: request.id, ok: true, result }));
+          });
+        }
       });
     }));
     await new Promise<void>((resolve) => agent.server.listen(path, resolve));
