@@ -210,14 +210,19 @@ export type FioPath = 'rootfs' | 'volume';
 export type FioCell = FioResult & { runs: number[] };
 export type FioTable = Record<Handler, Record<FioPath, Record<FioMode, FioCell>>>;
 
-/** fio on the rootfs and the volume, O_DIRECT and buffered, in both pods, `reps` times interleaved; the run with the median IOPS of each. */
+/**
+ * fio on the rootfs and the volume, O_DIRECT and buffered, in both pods, `reps` times interleaved;
+ * each cell is the run with the median IOPS, with every run's IOPS in rep order. A pod's rootfs and
+ * volume runs of one mode follow each other, so that their ratio can be taken rep by rep, between
+ * runs that saw the same load from elsewhere.
+ */
 export async function fioPhase(rt: Runtime, config: BenchConfig, pods: WorkloadPods): Promise<FioTable> {
   const files: Record<FioPath, string> = { rootfs: IMAGE_DATA_FILE, volume: `${VOLUME_MOUNT}/fio.dat` };
   const runs = new Map<string, FioResult[]>();
   for (let rep = 0; rep < config.reps; rep++) {
     for (const mode of ['direct', 'buffered'] as const) {
-      for (const path of ['rootfs', 'volume'] as const) {
-        for (const h of ['runc', 'runv'] as const) {
+      for (const h of ['runc', 'runv'] as const) {
+        for (const path of ['rootfs', 'volume'] as const) {
           const result = await fio(rt.client, pods[h].containerId, files[path], mode);
           const key = `${h}/${path}/${mode}`;
           runs.set(key, [...(runs.get(key) ?? []), result]);

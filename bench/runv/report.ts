@@ -86,17 +86,29 @@ export function cpuRows(cpu: CpuPhaseResult): CpuRow[] {
 }
 
 export interface FioRatios {
+  /** runv rootfs IOPS / runv 9p IOPS, taken rep by rep (adjacent runs), and their median: the target's figure. */
   blockOver9pDirect: number;
+  blockOver9pDirectPerRep: number[];
   blockOver9pBuffered: number;
+  blockOver9pBufferedPerRep: number[];
+  /** Ratios of the median cells. */
   runvRootfsOverRuncRootfsBuffered: number;
   runvRootfsOverRuncRootfsDirect: number;
   runv9pOverRuncVolumeBuffered: number;
 }
 
+function perRep(a: number[], b: number[]): number[] {
+  return a.map((x, i) => x / b[i]!);
+}
+
 export function fioRatios(t: FioTable): FioRatios {
+  const direct = perRep(t.runv.rootfs.direct.runs, t.runv.volume.direct.runs);
+  const buffered = perRep(t.runv.rootfs.buffered.runs, t.runv.volume.buffered.runs);
   return {
-    blockOver9pDirect: t.runv.rootfs.direct.iops / t.runv.volume.direct.iops,
-    blockOver9pBuffered: t.runv.rootfs.buffered.iops / t.runv.volume.buffered.iops,
+    blockOver9pDirect: percentile(direct, 50),
+    blockOver9pDirectPerRep: direct,
+    blockOver9pBuffered: percentile(buffered, 50),
+    blockOver9pBufferedPerRep: buffered,
     runvRootfsOverRuncRootfsBuffered: t.runv.rootfs.buffered.iops / t.runc.rootfs.buffered.iops,
     runvRootfsOverRuncRootfsDirect: t.runv.rootfs.direct.iops / t.runc.rootfs.direct.iops,
     runv9pOverRuncVolumeBuffered: t.runv.volume.buffered.iops / t.runc.volume.buffered.iops,
@@ -210,8 +222,9 @@ export function printReport(r: Report): void {
     row('runv volume: host directory over 9p', t.runv.volume);
     row('runc rootfs: overlay', t.runc.rootfs);
     row('runc volume: host directory, bind mount', t.runc.volume);
-    console.log(`block / 9p: O_DIRECT ${fmt(ratios.blockOver9pDirect, 2)}x, buffered ${fmt(ratios.blockOver9pBuffered, 2)}x`);
-    console.log(`runv rootfs / runc overlay: buffered ${fmt(ratios.runvRootfsOverRuncRootfsBuffered, 3)}x, O_DIRECT ${fmt(ratios.runvRootfsOverRuncRootfsDirect, 2)}x; runv 9p / runc bind, buffered: ${fmt(ratios.runv9pOverRuncVolumeBuffered, 3)}x`);
+    const reps = (values: number[]) => values.map((v) => fmt(v, 2)).join(', ');
+    console.log(`block / 9p, median of the per-rep ratios: O_DIRECT ${fmt(ratios.blockOver9pDirect, 2)}x (${reps(ratios.blockOver9pDirectPerRep)}), buffered ${fmt(ratios.blockOver9pBuffered, 2)}x (${reps(ratios.blockOver9pBufferedPerRep)})`);
+    console.log(`runv rootfs / runc overlay, of the medians: buffered ${fmt(ratios.runvRootfsOverRuncRootfsBuffered, 3)}x, O_DIRECT ${fmt(ratios.runvRootfsOverRuncRootfsDirect, 2)}x; runv 9p / runc bind, buffered: ${fmt(ratios.runv9pOverRuncVolumeBuffered, 3)}x`);
     console.log(`O_DIRECT: no page cache in the container's kernel on either runv path (the 9p share is mounted cache=none, so its buffered reads are uncached too);`);
     console.log(`runv's reads end in QEMU, which reads its files through the host page cache; runc's O_DIRECT reads go to this machine's disk.`);
     console.log('');

@@ -48,7 +48,6 @@ export interface ReadyInfo {
   templateStateBytes: number;
   /** The template's (and so every pod's) guest memory. */
   memoryMiB: number;
-  shmDir: string;
   /** The guest kernel QEMU maps (-kernel). */
   kernelFile: string;
 }
@@ -109,7 +108,7 @@ const { template, built } = await templates.ensure(
 );
 const ready: ReadyInfo = {
   accel: runv.accel, templateKey: template.key, templateBuildMs: template.buildMs, templateBuilt: built,
-  templateMemoryFile: template.memoryFile, templateStateBytes: template.stateBytes, memoryMiB: template.memoryMiB, shmDir: templates.shmDir,
+  templateMemoryFile: template.memoryFile, templateStateBytes: template.stateBytes, memoryMiB: template.memoryMiB,
   kernelFile: runv.kernel.vmlinux,
 };
 process.stdout.write(`ready ${JSON.stringify(ready)}\n`);

@@ -4,12 +4,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, cp, mkdir, readdir, rm, symlink } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readdir, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { criClient, type CriClient } from '../../src/runtime/cri/index.js';
 import { ensureGuestImages } from '../../src/runtime/runv/guest-image.js';
 import { ensureGuestKernel } from '../../src/runtime/runv/guest-kernel.js';
+import { TemplateCache } from '../../src/runtime/runv/template.js';
 import { MicroVm, chooseAccelerator } from '../../src/runtime/runv/vm.js';
 import { createNamespaces, listNamespaces, removeNamespaces, unmountNamespaceDirs } from '../../src/runtime/sandbox/namespaces.js';
 import { listProcesses } from '../runtime/proc.js';
@@ -78,8 +79,9 @@ export async function startRuntime(base: string, runvCache: string, archives: st
     runvCache,
     archives,
   };
-  // The backstop, should the runtime die or hang: its VMs, conmons, namespaces, cgroups, mounts and template memory.
-  let shmDir: string | undefined;
+  // The backstop, should the runtime die or hang: its VMs, conmons, namespaces, cgroups, mounts, and
+  // its templates with their /dev/shm memory (this handle only names them; the runtime builds them).
+  const templates = new TemplateCache(opts.root, { log });
   onCleanup('runtime leftovers', async () => {
     const vmRoot = join(opts.root, 'runv', 'vm');
     for (const name of await readdir(vmRoot).catch(() => [] as string[])) await MicroVm.destroy(join(vmRoot, name));
@@ -89,7 +91,7 @@ export async function startRuntime(base: string, runvCache: string, archives: st
     await unmountNamespaceDirs(opts.runDir).catch(() => undefined);
     await killAndRemoveCgroup(opts.cgroupParent);
     await unmountUnder(base);
-    if (shmDir) await rm(shmDir, { recursive: true, force: true });
+    await templates.removeAll();
   });
   const script = fileURLToPath(new URL('./runtime-process.js', import.meta.url));
   const child = spawn(process.execPath, ['--expose-gc', script, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], detached: true });
@@ -110,7 +112,6 @@ export async function startRuntime(base: string, runvCache: string, archives: st
       reject(new Error(`the runtime exited with ${code} before it was ready`));
     });
   });
-  shmDir = ready.shmDir;
   const client = criClient(opts.socket);
   onCleanup('CRI client', () => client.close());
   // Last registered, so first to run: the runtime takes its pods down itself while it still runs.
