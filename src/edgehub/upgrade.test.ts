@@ -17,6 +17,7 @@ import { startTestRuntime, type TestRuntime } from '../../test/support/node-runt
 import { waitFor } from '../../test/support/wait.js';
 import { Link } from './link-testkit.js';
 import { EdgeHub } from './proxy.js';
+import { checkKubectlExec, checkKubectlPortForward } from '../../test/support/kubectl-streams.js';
 
 const NODE = 'edge-upgrade';
 const NODES = resource('nodes');
@@ -141,43 +142,9 @@ describe('EdgeHub relays upgrade requests', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('kubectl exec runs commands, passes stdin and propagates the exit code', async () => {
-    assert.equal(await k('exec', 'web', '-c', 'shell', '--', 'sh', '-c', 'echo hi; echo there >&2'), 'hi\n');
-    const failed = await k.result('exec', 'web', '-c', 'shell', '--', 'sh', '-c', 'exit 3');
-    assert.equal(failed.code, 3, failed.stderr);
-    const cat = k.spawn('exec', '-i', 'web', '-c', 'shell', '--', 'cat');
-    let out = '';
-    cat.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    cat.stdin!.end('through stdin\n');
-    const code = await new Promise<number | null>((resolve) => cat.on('close', resolve));
-    assert.equal(code, 0);
-    assert.equal(out, 'through stdin\n');
-  });
+  it('kubectl exec runs commands, passes stdin and propagates the exit code', () => checkKubectlExec(k, 'web', 'shell'));
 
-  it('kubectl port-forward reaches a port in the pod', async () => {
-    const forward = k.spawn('port-forward', 'pod/web', `:${HTTP_PORT}`);
-    let out = '';
-    forward.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    forward.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    try {
-      const local = Number(
-        await waitFor('kubectl to listen', async () => /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)?.[1]).catch((err: Error) => {
-          throw new Error(`${err.message}; kubectl said: ${out}`);
-        }),
-      );
-      const body = await new Promise<string>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port: local, path: '/index.html' }, (res) => {
-          let text = '';
-          res.on('data', (c: Buffer) => (text += c.toString()));
-          res.on('end', () => resolve(text));
-        }).on('error', reject);
-      });
-      assert.equal(body, 'served\n', out);
-    } finally {
-      forward.kill();
-      await new Promise((resolve) => (forward.exitCode !== null ? resolve(undefined) : forward.once('close', resolve)));
-    }
-  });
+  it('kubectl port-forward reaches a port in the pod', () => checkKubectlPortForward(k, 'web', HTTP_PORT));
 
   it('counts relayed upgrades and their bytes', async () => {
     const metrics = await new Promise<string>((resolve, reject) => {

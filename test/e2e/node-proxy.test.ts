@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { startNodeServer, type NodeServer } from '../../src/agent/server/index.js';
@@ -11,6 +10,7 @@ import { runCriPod, startCriContainer, type CriPod } from '../support/cri-pod.js
 import { startTestRuntime, type TestRuntime } from '../support/node-runtime.js';
 import { waitFor } from '../support/wait.js';
 import { kubectl, type Kubectl } from './harness.js';
+import { checkKubectlExec, checkKubectlPortForward } from '../support/kubectl-streams.js';
 
 const NODE = 'edge-1';
 const NODES = resource('nodes');
@@ -113,43 +113,9 @@ describe('the API server reaches pods through the node server', () => {
     assert.match(plain.stderr, /Upgrade request required/);
   });
 
-  it('kubectl exec runs commands, passes stdin and propagates the exit code', async () => {
-    assert.equal(await k('exec', 'web', '-c', 'shell', '--', 'sh', '-c', 'echo hi; echo there >&2'), 'hi\n');
-    const failed = await k.result('exec', 'web', '-c', 'shell', '--', 'sh', '-c', 'exit 3');
-    assert.equal(failed.code, 3, failed.stderr);
-    const cat = k.spawn('exec', '-i', 'web', '-c', 'shell', '--', 'cat');
-    let out = '';
-    cat.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    cat.stdin!.end('through stdin\n');
-    const code = await new Promise<number | null>((resolve) => cat.on('close', resolve));
-    assert.equal(code, 0);
-    assert.equal(out, 'through stdin\n');
-  });
+  it('kubectl exec runs commands, passes stdin and propagates the exit code', () => checkKubectlExec(k, 'web', 'shell'));
 
-  it('kubectl port-forward reaches a port in the pod (WebSocket-tunneled SPDY, through the node server)', async () => {
-    const forward = k.spawn('port-forward', 'pod/web', `:${HTTP_PORT}`);
-    let out = '';
-    forward.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    forward.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    try {
-      const local = Number(
-        await waitFor('kubectl to listen', async () => /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)?.[1]).catch((err: Error) => {
-          throw new Error(`${err.message}; kubectl said: ${out}`);
-        }),
-      );
-      const body = await new Promise<string>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port: local, path: '/index.html' }, (res) => {
-          let text = '';
-          res.on('data', (c: Buffer) => (text += c.toString()));
-          res.on('end', () => resolve(text));
-        }).on('error', reject);
-      });
-      assert.equal(body, 'served\n', out);
-    } finally {
-      forward.kill();
-      await new Promise((resolve) => (forward.exitCode !== null ? resolve(undefined) : forward.once('close', resolve)));
-    }
-  });
+  it('kubectl port-forward reaches a port in the pod (WebSocket-tunneled SPDY, through the node server)', () => checkKubectlPortForward(k, 'web', HTTP_PORT));
 
   it('kubectl get --raw reaches the node server through nodes/proxy', async () => {
     const summary = JSON.parse(await k('get', '--raw', `/api/v1/nodes/${NODE}/proxy/stats/summary`));
