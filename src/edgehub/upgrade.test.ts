@@ -6,7 +6,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startNodeServer, type NodeServer } from '../agent/server/index.js';
+import type { NodeServer } from '../agent/server/index.js';
 import type { KubeObject } from '../api/types.js';
 import { issueServingCert } from '../apiserver/auth/pki.js';
 import { resource } from '../client/informer.js';
@@ -18,9 +18,9 @@ import { waitFor } from '../../test/support/wait.js';
 import { Link } from './link-testkit.js';
 import { EdgeHub } from './proxy.js';
 import { checkKubectlExec, checkKubectlPortForward } from '../../test/support/kubectl-streams.js';
+import { startTestNodeServer, registerNode } from '../../test/support/node-server.js';
 
 const NODE = 'edge-upgrade';
-const NODES = resource('nodes');
 const PODS = resource('pods');
 const HTTP_PORT = 8080;
 const HEALTH = { periodMs: 100, timeoutMs: 500 };
@@ -75,22 +75,9 @@ describe('EdgeHub relays upgrade requests', () => {
     rt = await startTestRuntime({ subnet: '10.197.0.0/24' });
     cluster = await startCluster();
     const pki = cluster.server.pki!;
-    const serving = await issueServingCert(pki, { cn: `system:node:${NODE}`, hosts: ['127.0.0.1'] });
     const pods: KubeObject[] = [];
-    node = await startNodeServer({
-      address: '127.0.0.1',
-      port: 0,
-      tls: { certPem: serving.certPem, keyPem: serving.keyPem, caPem: pki.caCertPem },
-      cri: rt.cri,
-      pods: () => pods,
-      nodeName: NODE,
-      client: cluster.client,
-      log: () => undefined,
-    });
-    await cluster.client.create(NODES, undefined, { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
-    await cluster.client.patch(NODES, undefined, NODE, 'merge', {
-      status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }], daemonEndpoints: { kubeletEndpoint: { Port: node.port } } },
-    }, { subresource: 'status' });
+    node = await startTestNodeServer(rt, pki, { nodeName: NODE, pods: () => pods, client: cluster.client });
+    await registerNode(cluster.client, NODE, node.port);
     const created = await cluster.client.create(PODS, 'default', {
       apiVersion: 'v1',
       kind: 'Pod',

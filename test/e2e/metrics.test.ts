@@ -3,8 +3,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import parsePrometheusText from 'parse-prometheus-text-format';
 import { CONTAINER_NAME_LABEL, RESTART_COUNT_ANNOTATION } from '../../src/agent/contracts.js';
-import { startNodeServer, type NodeServer } from '../../src/agent/server/index.js';
-import { issueServingCert } from '../../src/apiserver/auth/pki.js';
+import type { NodeServer } from '../../src/agent/server/index.js';
 import type { KubeObject } from '../../src/api/types.js';
 import { resource } from '../../src/client/informer.js';
 import { startCluster, type Cluster } from '../../src/controllers/workload-testkit.js';
@@ -12,9 +11,9 @@ import { runCriPod, type CriPod } from '../support/cri-pod.js';
 import { startTestRuntime, type TestRuntime } from '../support/node-runtime.js';
 import { waitFor } from '../support/wait.js';
 import { kubectl, type Kubectl } from './harness.js';
+import { startTestNodeServer, registerNode } from '../support/node-server.js';
 
 const NODE = 'edge-1';
-const NODES = resource('nodes');
 const PODS = resource('pods');
 /** The spinner's CPU limit: a fifth of a core, so the busy loop shows as about 200m. */
 const SPIN_QUOTA_US = 20_000;
@@ -73,30 +72,16 @@ describe('kubectl top and node metrics through the API server', () => {
   before(async () => {
     rt = await startTestRuntime({ subnet: '10.196.0.0/24' });
     cluster = await startCluster();
-    const pki = cluster.server.pki!;
-    const serving = await issueServingCert(pki, { cn: `system:node:${NODE}`, hosts: ['127.0.0.1'] });
-    node = await startNodeServer({
-      address: '127.0.0.1',
-      port: 0,
-      tls: { certPem: serving.certPem, keyPem: serving.keyPem, caPem: pki.caCertPem },
-      cri: rt.cri,
-      pods: () => pods,
-      nodeName: NODE,
-      client: cluster.client,
-      adminSocket: join(rt.tmp, 'admin.sock'),
-      log: () => undefined,
-    });
-    await cluster.client.create(NODES, undefined, { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE, labels: { tier: 'edge' } } });
+    node = await startTestNodeServer(rt, cluster.server.pki!, { nodeName: NODE, pods: () => pods, client: cluster.client, adminSocket: join(rt.tmp, 'admin.sock') });
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    await cluster.client.patch(NODES, undefined, NODE, 'merge', {
+    await registerNode(cluster.client, NODE, node.port, {
+      labels: { tier: 'edge' },
       status: {
         capacity: { cpu: '2', memory: '4Gi', pods: '110' },
         allocatable: { cpu: '2', memory: '4Gi', pods: '110' },
         conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', lastHeartbeatTime: now, lastTransitionTime: now }],
-        addresses: [{ type: 'InternalIP', address: '127.0.0.1' }],
-        daemonEndpoints: { kubeletEndpoint: { Port: node.port } },
       },
-    }, { subresource: 'status' });
+    });
     await runPod('busy', { app: 'busy' }, [
       { name: 'spin', command: ['sh', '-c', 'while :; do :; done'], cpuQuotaUs: SPIN_QUOTA_US },
       { name: 'idle', command: ['sleep', '1000'] },

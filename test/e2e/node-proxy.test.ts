@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { startNodeServer, type NodeServer } from '../../src/agent/server/index.js';
-import { issueServingCert } from '../../src/apiserver/auth/pki.js';
+import type { NodeServer } from '../../src/agent/server/index.js';
 import type { KubeObject } from '../../src/api/types.js';
 import { resource } from '../../src/client/informer.js';
 import { startCluster, type Cluster } from '../../src/controllers/workload-testkit.js';
@@ -11,9 +10,9 @@ import { startTestRuntime, type TestRuntime } from '../support/node-runtime.js';
 import { waitFor } from '../support/wait.js';
 import { kubectl, type Kubectl } from './harness.js';
 import { checkKubectlExec, checkKubectlPortForward } from '../support/kubectl-streams.js';
+import { startTestNodeServer, registerNode } from '../support/node-server.js';
 
 const NODE = 'edge-1';
-const NODES = resource('nodes');
 const PODS = resource('pods');
 const SERVICE_ACCOUNTS = resource('serviceaccounts');
 const HTTP_PORT = 8080;
@@ -48,22 +47,8 @@ describe('the API server reaches pods through the node server', () => {
   before(async () => {
     rt = await startTestRuntime({ subnet: '10.199.0.0/24' });
     cluster = await startCluster();
-    const pki = cluster.server.pki!;
-    const serving = await issueServingCert(pki, { cn: `system:node:${NODE}`, hosts: ['127.0.0.1'] });
-    node = await startNodeServer({
-      address: '127.0.0.1',
-      port: 0,
-      tls: { certPem: serving.certPem, keyPem: serving.keyPem, caPem: pki.caCertPem },
-      cri: rt.cri,
-      pods: () => pods,
-      nodeName: NODE,
-      client: cluster.client,
-      log: () => undefined,
-    });
-    await cluster.client.create(NODES, undefined, { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
-    await cluster.client.patch(NODES, undefined, NODE, 'merge', {
-      status: { addresses: [{ type: 'Hostname', address: 'localhost' }, { type: 'InternalIP', address: '127.0.0.1' }], daemonEndpoints: { kubeletEndpoint: { Port: node.port } } },
-    }, { subresource: 'status' });
+    node = await startTestNodeServer(rt, cluster.server.pki!, { nodeName: NODE, pods: () => pods, client: cluster.client });
+    await registerNode(cluster.client, NODE, node.port);
     const created = await cluster.client.create(PODS, 'default', {
       apiVersion: 'v1',
       kind: 'Pod',

@@ -9,10 +9,11 @@ import { WebSocket } from 'ws';
 import { startCriContainer, runCriPod, podObject, type CriPod } from '../../../test/support/cri-pod.js';
 import { startTestRuntime, type TestRuntime } from '../../../test/support/node-runtime.js';
 import { waitFor } from '../../../test/support/wait.js';
-import { ensurePki, issueClientCert, issueServingCert, type Pki } from '../../apiserver/auth/pki.js';
+import { ensurePki, issueClientCert, type Pki } from '../../apiserver/auth/pki.js';
 import type { KubeObject } from '../../api/types.js';
 import type { Summary } from '../stats.js';
-import { startNodeServer, type NodeServer } from './server.js';
+import type { NodeServer } from './server.js';
+import { startTestNodeServer } from '../../../test/support/node-server.js';
 
 const NODE = 'node-a';
 const HTTP_PORT = 8080;
@@ -68,20 +69,9 @@ describe('node server over a real runtime', () => {
     pki = await ensurePki(join(rt.tmp, 'pki'), { hosts: [] });
     foreign = await ensurePki(join(rt.tmp, 'foreign-pki'), { hosts: [] });
     apiserver = { cert: pki.kubeletClientCertPem, key: pki.kubeletClientKeyPem };
-    const serving = await issueServingCert(pki, { cn: `system:node:${NODE}`, hosts: ['127.0.0.1'] });
     pod = await runCriPod(rt, 'test', 'web', 'uid-web');
     pods = [podObject(pod, NODE, CONTAINERS, rt.image)];
-    server = await startNodeServer({
-      address: '127.0.0.1',
-      port: 0,
-      tls: { certPem: serving.certPem, keyPem: serving.keyPem, caPem: pki.caCertPem },
-      cri: rt.cri,
-      pods: () => pods,
-      nodeName: NODE,
-      rootDir: rt.tmp,
-      adminSocket: join(rt.tmp, 'admin.sock'),
-      log: () => undefined,
-    });
+    server = await startTestNodeServer(rt, pki, { nodeName: NODE, pods: () => pods, rootDir: rt.tmp, adminSocket: join(rt.tmp, 'admin.sock') });
     await startCriContainer(rt, pod, 'printer', ['sh', '-c', 'echo one; echo two; echo three; printf "no "; printf "newline"; sleep 0.2; echo; exec sleep 1000']);
     await startCriContainer(rt, pod, 'web', [
       'sh',
