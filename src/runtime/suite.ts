@@ -262,6 +262,17 @@ export function handlerSuite(name: string, open: () => Promise<RuntimeHandler>, 
       assert.equal(Buffer.concat(chunks).toString(), 'ping\n');
     });
 
+    it('attaches to a main process created with stdin: input in, output out, EOF closes its stdin', async () => {
+      const id = await running(['sh', '-c', 'read line; echo got:$line; cat; echo eof'], { stdin: true });
+      const session = await handler.attach!(id, { stdin: true });
+      const chunks: Buffer[] = [];
+      session.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+      session.stdin!.write('one\n');
+      session.stdin!.end('two\n');
+      assert.equal(await session.exited, 0);
+      assert.equal(Buffer.concat(chunks).toString(), 'got:one\ntwo\neof\n');
+    });
+
     it('updates resources of a running container', async () => {
       const id = await running(['sleep', '1000'], { resources: { memoryLimitBytes: 64 * 1024 * 1024 } });
       await handler.updateResources(id, { memoryLimitBytes: 128 * 1024 * 1024, cpuShares: 512 });

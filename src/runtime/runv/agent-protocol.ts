@@ -87,7 +87,7 @@ export interface CreateContainerArgs {
   hostname?: string;
   mounts?: ContainerMount[];
   terminal?: boolean;
-  /** Refused: see PROTOCOL.md (the main process's stdin needs conmon's SOCK_SEQPACKET attach socket). */
+  /** The main process's stdin stays open for writeStdin (through conmon's attach socket, as on the host). */
   stdin?: boolean;
   readonlyRootfs?: boolean;
   privileged?: boolean;

@@ -16,8 +16,6 @@ import type { ContainerMount, CreateContainerArgs } from './agent-protocol.js';
  *     default masked and read-only paths;
  *   - seccomp is the guest runc's RuntimeDefault or Unconfined; a Localhost profile names a host file,
  *     which is refused rather than silently not applied;
- *   - the main process gets no stdin (PROTOCOL.md: conmon takes it only on a socket the agent cannot
- *     open); execs do.
  */
 export function guestContainerArgs(spec: ContainerSpec, rootfs: string, mounts: ContainerMount[]): CreateContainerArgs {
   if (spec.seccomp?.type === 'Localhost') {
@@ -33,6 +31,7 @@ export function guestContainerArgs(spec: ContainerSpec, rootfs: string, mounts: 
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     mounts,
     terminal: spec.tty === true,
+    stdin: spec.stdin === true,
     readonlyRootfs: spec.readonlyRootfs === true,
     privileged: spec.privileged === true,
     seccomp: spec.seccomp?.type === 'Unconfined' ? 'Unconfined' : 'RuntimeDefault',

@@ -141,12 +141,24 @@ describe('runv guest agent: containers, I/O, storage and network inside a VM', (
   });
 
   it('refuses what it cannot do, precisely', async () => {
-    await rejectsWith(agent.call('createContainer', { containerId: 'x', rootfs: ROOTFS, argv: ['true'], stdin: true }), 'BadRequest', /stdin.*main process/);
     await rejectsWith(agent.call('createContainer', { containerId: 'bad/id', rootfs: ROOTFS, argv: ['true'] }), 'BadRequest', /'containerId' must match/);
     await rejectsWith(agent.call('createContainer', { containerId: 'x', rootfs: 'relative', argv: ['true'] }), 'BadRequest', /'rootfs' must be an absolute path/);
     await rejectsWith(agent.call('readOutput', { processId: 'nope', after: 0 }), 'NotFound');
     await rejectsWith(agent.call('mount', { serial: 'no-such-serial', fstype: 'ext4', target: '/run/x' }), 'NotFound', /no-such-serial/);
     await rejectsWith(agent.call('reseedRandom', { bytes: Buffer.alloc(5000).toString('base64') }), 'BadRequest', /at most 4096 bytes/);
+  });
+
+  it('gives a main process created with stdin its input; closing it ends the input (stdin_once)', async () => {
+    const id = await running(['sh', '-c', 'read first; echo got:$first; read second; echo got:$second; cat; echo eof'], { stdin: true });
+    const streams = processStreams(agent, id, { stdin: true });
+    const out: Buffer[] = [];
+    streams.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    streams.stdin!.write('one\n');
+    streams.stdin!.end('two\nthree\n');
+    await streams.done;
+    assert.equal(Buffer.concat(out).toString(), 'got:one\ngot:two\nthree\neof\n');
+    const plain = await running(['sleep', '1000']);
+    await rejectsWith(agent.call('writeStdin', { processId: plain, data: Buffer.from('x').toString('base64') }), 'BadRequest', /created without stdin/);
   });
 
   it('execs in a container: stdin, separate streams and the exit code', async () => {

@@ -566,23 +566,19 @@ export class RunvHandler implements RuntimeHandler {
   }
 
   /**
-   * The main process's output from now on, and terminal resizes. Its stdin is refused: the guest
-   * agent cannot write to it (conmon takes a main process's stdin only on a SOCK_SEQPACKET socket,
-   * which Node cannot open; PROTOCOL.md).
+   * The main process's output from now on, its stdin (when the container was created with stdin open:
+   * the guest's conmon takes it, as on the host), and terminal resizes.
    */
   async attach(id: string, options: ExecOptions): Promise<AttachSession> {
-    if (options.stdin) {
-      throw new RuntimeError('InvalidArgument', `container ${id}: runv cannot attach to a container's stdin (the guest agent has no way into conmon's stdin socket); attach without stdin, or exec with stdin`);
-    }
     const { c, pod } = this.running(id);
     const state = await this.state(id);
     if (state.status !== 'running') throw new RuntimeError('NotRunning', `container ${id} is not running (${state.status})`);
     const detach = new AbortController();
     const cursor = c.pump?.cursor;
-    const streams = processStreams(pod.agent, id, { after: cursor?.seq, epoch: cursor?.epoch, signal: detach.signal });
+    const streams = processStreams(pod.agent, id, { after: cursor?.seq, epoch: cursor?.epoch, signal: detach.signal, stdin: options.stdin === true });
     const exited = streams.done.then(async () => (await this.state(id)).exitCode ?? 0);
     return {
-      stdin: null,
+      stdin: streams.stdin,
       stdout: streams.stdout,
       stderr: options.tty ? null : streams.stderr,
       exited,

@@ -9,38 +9,43 @@ import type { StreamSession } from './runtime.js';
 const WIN_RESIZE_EVENT = 1;
 /** conmon's STDIO_BUF_SIZE plus the stream byte that starts every message on the attach socket. */
 const ATTACH_MESSAGE_BYTES = 8192 + 1;
-const PYTHON = 'python3';
+/** perl is on every Debian host (perl-base is essential) and on runv's guest agent disk. */
+const PERL = '/usr/bin/perl';
 
 /**
  * The relay between conmon's attach socket and plain pipes. The socket is SOCK_SEQPACKET, which
- * Node's net module cannot open, so a small Python process holds it: each message's first byte names
+ * Node's net module cannot open, so a small perl process holds it: each message's first byte names
  * the stream (2 stdout, 3 stderr); the relay writes stdout to fd 1 and stderr to fd 3. With stdin it
  * sends fd 0 to the socket raw (conmon copies it to the container's stdin) and shuts the socket's
  * write side down at EOF; without, it never writes, since conmon takes EOF as the client leaving.
- * Errors go to fd 2.
+ * Errors go to fd 2. It uses perl's builtins only (numeric AF_UNIX 1, SOCK_SEQPACKET 5, EINTR 4):
+ * runv's guest has the perl binary and no modules, and attaches from there too.
  */
-const RELAY = `
-import os, select, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-s.connect(sys.argv[1])
-size = int(sys.argv[2])
-watch = [s, 0] if sys.argv[3] == 'stdin' else [s]
-while True:
-    ready, _, _ = select.select(watch, [], [])
-    if s in ready:
-        msg = s.recv(size)
-        if not msg:
-            break
-        fd = {2: 1, 3: 3}.get(msg[0])
-        if fd is not None and len(msg) > 1:
-            os.write(fd, msg[1:])
-    if 0 in ready:
-        data = os.read(0, size - 1)
-        if data:
-            s.sendall(data)
-        else:
-            watch.remove(0)
-            s.shutdown(socket.SHUT_WR)
+const RELAY = String.raw`
+my ($path, $size, $mode) = @ARGV;
+socket(my $s, 1, 5, 0) or die "socket: $!\n";
+connect($s, pack('S Z*', 1, $path)) or die "connect $path: $!\n";
+open(my $err, '>&=', 3) or die "fd 3: $!\n";
+sub put { my ($fh, $data) = @_; while (length $data) { my $n = syswrite($fh, $data); defined $n or die "write: $!\n"; substr($data, 0, $n) = ''; } }
+my $stdin = $mode eq 'stdin';
+while (1) {
+  my $rin = '';
+  vec($rin, fileno($s), 1) = 1;
+  vec($rin, 0, 1) = 1 if $stdin;
+  my $ready = select(my $rout = $rin, undef, undef, undef);
+  if ($ready < 0) { next if $! == 4; die "select: $!\n"; }
+  if (vec($rout, fileno($s), 1)) {
+    defined(recv($s, my $msg, $size, 0)) or die "recv: $!\n";
+    last if $msg eq '';
+    my $stream = ord($msg);
+    if (length($msg) > 1) { put(\*STDOUT, substr($msg, 1)) if $stream == 2; put($err, substr($msg, 1)) if $stream == 3; }
+  }
+  if ($stdin && vec($rout, 0, 1)) {
+    my $got = sysread(STDIN, my $data, $size - 1);
+    defined $got or die "read stdin: $!\n";
+    if ($got) { defined(send($s, $data, 0)) or die "send: $!\n"; } else { $stdin = 0; shutdown($s, 1); }
+  }
+}
 `;
 
 export interface ConmonAttachOptions {
@@ -60,11 +65,11 @@ export interface ConmonAttachOptions {
  * session (`kill`) detaches; the container keeps running.
  */
 export function conmonAttach(options: ConmonAttachOptions): Promise<StreamSession> {
-  const relay = spawn(PYTHON, ['-c', RELAY, options.socketPath, String(ATTACH_MESSAGE_BYTES), options.stdin ? 'stdin' : 'no-stdin'], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+  const relay = spawn(PERL, ['-e', RELAY, options.socketPath, String(ATTACH_MESSAGE_BYTES), options.stdin ? 'stdin' : 'no-stdin'], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let errors = '';
     relay.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()));
-    relay.on('error', (err) => reject(new Error(`attach relay (${PYTHON}): ${err.message}`)));
+    relay.on('error', (err) => reject(new Error(`attach relay (${PERL}): ${err.message}`)));
     relay.on('spawn', () => {
       const exited = new Promise<number>((done, fail) => {
         relay.on('close', (code, signal) => {

@@ -7,7 +7,7 @@ import {
   type ContainerMount, type ContainerResources, type ContainerStateResult, type ContainerStatsResult, type ExecInContainerResult,
   type ExecSyncInContainerResult, type ReadOutputResult, type WaitExecResult,
 } from '../agent-protocol.js';
-import type { BindMount, ContainerSpec, ContainerState, ExecSession, Resources } from '../../handler.js';
+import type { AttachSession, BindMount, ContainerSpec, ContainerState, ExecSession, Resources } from '../../handler.js';
 import { RuncHandler } from '../../runc/handler.js';
 import { resizeTerminal } from '../../streaming/attach.js';
 import { LogTail } from './conmon-log.js';
@@ -37,7 +37,14 @@ const VM_NAMESPACES = { network: '/proc/1/ns/net', ipc: '/proc/1/ns/ipc', uts: '
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const EXEC_ID = /^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})#(\d+)$/;
 
-interface MainOutput { buffer: OutputBuffer; tail: LogTail }
+interface MainOutput {
+  buffer: OutputBuffer;
+  tail: LogTail;
+  /** Whether the process was created with stdin open; unknown for a container an earlier agent created. */
+  stdinOpen?: boolean;
+  /** The attach relay its stdin goes through, opened at the first write (see stdinOf). */
+  stdin?: Promise<AttachSession>;
+}
 
 interface ExecRecord {
   containerId: string;
@@ -138,9 +145,6 @@ export class GuestContainers {
 
   async create(args: Record<string, unknown>): Promise<{ containerId: string }> {
     const id = containerId(args.containerId);
-    if (args.stdin === true) {
-      throw new AgentError('BadRequest', `container ${id}: 'stdin' is not supported for a container's main process in runv (conmon takes stdin only on its SOCK_SEQPACKET attach socket, which Node cannot open); use execInContainer with stdin`);
-    }
     const hostname = optionalString(args.hostname, 'hostname');
     const given = mounts(args.mounts);
     if (args.seccomp !== undefined && args.seccomp !== 'RuntimeDefault' && args.seccomp !== 'Unconfined') {
@@ -166,6 +170,7 @@ export class GuestContainers {
       hostname,
       namespaces: hostname ? { network: VM_NAMESPACES.network, ipc: VM_NAMESPACES.ipc } : VM_NAMESPACES,
       tty: optionalBoolean(args.terminal, 'terminal'),
+      stdin: optionalBoolean(args.stdin, 'stdin'),
       privileged: optionalBoolean(args.privileged, 'privileged'),
       capabilities: capabilities && { add: optionalStringArray(capabilities.add, 'capabilities.add'), drop: optionalStringArray(capabilities.drop, 'capabilities.drop') },
       noNewPrivileges: optionalBoolean(args.noNewPrivileges, 'noNewPrivileges'),
@@ -180,7 +185,7 @@ export class GuestContainers {
       spec.mounts = await this.mountVolumes(id, given);
       await rm(spec.logPath, { force: true });
       await this.handler.createContainer(spec);
-      this.follow(id);
+      this.follow(id).stdinOpen = spec.stdin === true;
       return { containerId: id };
     } catch (err) {
       await this.unmountVolumes(id).catch(logFailure);
@@ -227,6 +232,7 @@ export class GuestContainers {
     await this.handler.remove(id);
     const output = this.outputs.get(id);
     this.outputs.delete(id);
+    void output?.stdin?.then((session) => session.kill(), () => undefined);
     output?.buffer.close();
     await output?.tail.close();
     for (const [execId, record] of this.execs) {
@@ -312,7 +318,7 @@ export class GuestContainers {
   }
 
   async writeStdin(args: Record<string, unknown>): Promise<Record<string, never>> {
-    const stdin = this.stdinOf(args.processId);
+    const stdin = await this.stdinOf(args.processId);
     const data = base64(args.data, 'data', MAX_PAYLOAD_BYTES);
     await new Promise<void>((resolve, reject) => {
       stdin.write(data, (err) => (err ? reject(new AgentError('NotRunning', `${String(args.processId)}: stdin is closed: ${err.message}`)) : resolve()));
@@ -320,8 +326,8 @@ export class GuestContainers {
     return {};
   }
 
-  closeStdin(args: Record<string, unknown>): Record<string, never> {
-    this.stdinOf(args.processId).end();
+  async closeStdin(args: Record<string, unknown>): Promise<Record<string, never>> {
+    (await this.stdinOf(args.processId)).end();
     return {};
   }
 
@@ -362,10 +368,11 @@ export class GuestContainers {
   }
 
   /** Buffers the main process's output from conmon's log, and ends it once the container is gone. */
-  private follow(id: string): void {
+  private follow(id: string): MainOutput {
     const buffer = new OutputBuffer();
     const tail = new LogTail(join(LOG_DIR, `${id}.log`), buffer);
-    this.outputs.set(id, { buffer, tail });
+    const output: MainOutput = { buffer, tail };
+    this.outputs.set(id, output);
     void tail.poke().catch(logFailure);
     // conmon writes the exit file after the last output reached the log, so one more read gets it all.
     this.handler.wait(id).then(
@@ -375,9 +382,10 @@ export class GuestContainers {
       buffer.close();
       return tail.close();
     }).catch(logFailure);
+    return output;
   }
 
-  private process(value: unknown): { buffer: OutputBuffer; exec?: ExecRecord } {
+  private process(value: unknown): { buffer: OutputBuffer; exec?: ExecRecord; main?: MainOutput } {
     const id = string(value, 'processId');
     if (EXEC_ID.test(id)) {
       const exec = this.execRecord(id);
@@ -385,7 +393,7 @@ export class GuestContainers {
     }
     const output = this.outputs.get(containerId(id, 'processId'));
     if (!output) throw new AgentError('NotFound', `container ${id} not found`);
-    return output;
+    return { buffer: output.buffer, main: output };
   }
 
   private execRecord(value: unknown): ExecRecord {
@@ -396,11 +404,31 @@ export class GuestContainers {
     return record;
   }
 
-  private stdinOf(value: unknown): NodeJS.WritableStream {
+  /**
+   * Where a process's stdin goes. An exec's is its pipe. A main process's is conmon's attach socket,
+   * as on the host: one attach relay per container, opened at the first write and kept across the
+   * host's attach sessions, so that detaching does not close the container's stdin (conmon closes it
+   * when the relay's stdin ends: closeStdin, CRI's stdin_once). Its output is dropped: the host reads
+   * the main process's output from the log (readOutput).
+   */
+  private async stdinOf(value: unknown): Promise<NodeJS.WritableStream> {
     const target = this.process(value);
-    if (!target.exec) throw new AgentError('BadRequest', `container ${String(value)}: a main process takes no stdin in runv; use execInContainer with stdin`);
-    if (!target.exec.session.stdin) throw new AgentError('BadRequest', `exec ${String(value)} was started without stdin`);
-    return target.exec.session.stdin;
+    if (target.exec) {
+      if (!target.exec.session.stdin) throw new AgentError('BadRequest', `exec ${String(value)} was started without stdin`);
+      return target.exec.session.stdin;
+    }
+    const output = target.main!;
+    if (output.stdinOpen === false) throw new AgentError('BadRequest', `container ${String(value)} was created without stdin`);
+    output.stdin ??= this.handler.attach(String(value), { stdin: true }).then((session) => {
+      session.stdout.resume();
+      session.stderr?.resume();
+      session.stdin!.on('error', () => undefined);
+      session.exited.catch(() => undefined).finally(() => (output.stdin = undefined));
+      return session;
+    });
+    output.stdin.catch(() => (output.stdin = undefined));
+    const session = await output.stdin;
+    return session.stdin!;
   }
 
   private forgetOldExecs(): void {
