@@ -16,13 +16,13 @@ export interface StartSummary {
   createP50Ms: number;
   startP50Ms: number;
   teardownP50Ms: number;
-  /** runv: p50 of the VM start (boot or restore) and of RunPodSandbox's parts before it (netns, veth, tap) and after it (agent calls: interface, routes, hostname). */
+  /** runv: p50 of the VM start (boot or restore, the guest's network and hostname included) and of RunPodSandbox's parts before it (netns, veth, the tap made) and after it (the rest of the tap's setup, which overlaps the VM start, and the record). */
   vmStartP50Ms?: number;
   beforeVmP50Ms?: number;
   afterVmP50Ms?: number;
   /** runv template: starts that fell back to a cold boot (they are in the figures). */
   fallbacks?: number;
-  restoreP50Ms?: { loaded: number; firstAnswer: number; ready: number };
+  restoreP50Ms?: { monitor: number; loaded: number; resumed: number; firstAnswer: number; ready: number };
   bootP50Ms?: number;
 }
 
@@ -44,7 +44,10 @@ export function summarizeStarts(samples: StartSample[], kind: StartKind): StartS
   if (kind === 'runv-template') summary.fallbacks = mine.length - restored.length;
   if (restored.length > 0) {
     const r = (f: (s: StartSample) => number) => percentile(restored.map(f), 50);
-    summary.restoreP50Ms = { loaded: r((s) => s.vm!.restore!.loadedMs), firstAnswer: r((s) => s.vm!.restore!.firstAnswerMs), ready: r((s) => s.vm!.restore!.readyMs) };
+    summary.restoreP50Ms = {
+      monitor: r((s) => s.vm!.restore!.monitorMs), loaded: r((s) => s.vm!.restore!.loadedMs), resumed: r((s) => s.vm!.restore!.resumedMs),
+      firstAnswer: r((s) => s.vm!.restore!.firstAnswerMs), ready: r((s) => s.vm!.restore!.readyMs),
+    };
   }
   const booted = mine.filter((s) => !s.vm!.restore && s.vm!.bootMs !== null);
   if (booted.length > 0) summary.bootP50Ms = percentile(booted.map((s) => s.vm!.bootMs!), 50);
@@ -154,7 +157,7 @@ export function printReport(r: Report): void {
   if (r.starts.length > 0) {
     console.log('Sandbox start through CRI, pods one at a time; ms; p99 of n = the slowest of n');
     console.log('  sandbox = RunPodSandbox; 1st container = RunPodSandbox + CreateContainer + StartContainer of busybox sleep');
-    console.log('  runv sandbox = before VM (netns, veth, tap) + VM start (boot or restore) + after VM (agent: interface, routes, hostname)');
+    console.log('  runv sandbox = before VM (netns, veth, tap made) + VM start (boot or restore, guest network and hostname included) + after VM (rest of the tap setup, overlapping the VM start)');
     console.log(['kind'.padEnd(14), 'n'.padStart(3), 'sandbox p50', 'p99'.padStart(6), '1st ctr p50', 'p99'.padStart(6), 'create/start p50', 'before/VM/after p50', 'teardown p50'].join('  '));
     for (const s of r.starts) {
       const parts = s.vmStartP50Ms === undefined ? '' : `${fmt(s.beforeVmP50Ms)}/${fmt(s.vmStartP50Ms)}/${fmt(s.afterVmP50Ms)}`;
@@ -165,7 +168,9 @@ export function printReport(r: Report): void {
       ].join('  '));
     }
     if (template?.restoreP50Ms) {
-      console.log(`template restore p50, from spawning QEMU: device state loaded ${fmt(template.restoreP50Ms.loaded)} ms, agent's first answer ${fmt(template.restoreP50Ms.firstAnswer)} ms, clock/seed/MAC given ${fmt(template.restoreP50Ms.ready)} ms`);
+      const t = template.restoreP50Ms;
+      console.log(`template restore p50, from spawning QEMU: monitor up ${fmt(t.monitor)} ms, device state loaded ${fmt(t.loaded)} ms, resumed ${fmt(t.resumed)} ms, ` +
+        `agent's first answer ${fmt(t.firstAnswer)} ms, identity (clock, seed, MAC, network, hostname) given ${fmt(t.ready)} ms`);
     }
     const cold = r.starts.find((s) => s.kind === 'runv-cold');
     if (cold?.bootP50Ms !== undefined) console.log(`cold boot p50, from spawning QEMU to the agent's hello: ${fmt(cold.bootP50Ms)} ms`);

@@ -64,7 +64,8 @@ export interface CriMount {
 }
 
 /**
- * A pod's volumes on this node, under `<podsDir>/<pod uid>/volumes/<name>`.
+ * A pod's volumes on this node, under `<podsDir>/<pod uid>/volumes/<plugin>/<name>` as the kubelet lays
+ * them out (`kubernetes.io~empty-dir`, `kubernetes.io~configmap`, ...): runtimes recognise volumes by it.
  *
  * Lifecycle: the pod worker calls `setUp` before the sandbox's containers are created (and again on
  * every sync, which is cheap when nothing changed); `mountsFor` then maps a container's

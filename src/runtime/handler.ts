@@ -89,6 +89,12 @@ export interface RuntimeHandler {
    * the rollback of a failed RunPodSandbox. Idempotent: a sandbox already stopped or never started is fine.
    */
   stopSandbox?(sandboxId: string): Promise<void>;
+  /**
+   * Set when the pod's network stack runs inside what the handler starts (runv: the VM's kernel), not
+   * in the pod's netns on the host, whose loopback then reaches nothing: CRI PortForward dials the pod
+   * IP from the node's network namespace instead.
+   */
+  readonly podNetworkInGuest?: boolean;
 
   /** Re-reads every persisted container after a restart and reports its true state. */
   adopt(): Promise<AdoptedContainer[]>;

@@ -12,6 +12,7 @@ import { KVM_LABEL, runtimeHandlerLabel } from '../../src/agent/node-status.js';
 import { criClient, type CriClient } from '../../src/runtime/cri/client.js';
 import { RUNV_POD_OVERHEAD } from '../../src/up/cluster.js';
 import { RUNV_CACHE, eventually, startUp, type Kubectl, type UpProcess } from './harness.js';
+import { checkKubectlPortForward } from '../support/kubectl-streams.js';
 
 const run = promisify(execFile);
 /** A runv pod cold boots its VM under TCG on a loaded 2-core machine: 7-14 s, more while others boot theirs. */
@@ -195,6 +196,8 @@ describe('runv on atoll up', { timeout: 1_200_000 }, () => {
     // The guest's own view: its interface carries the pod's IP.
     assert.match(await sh(VM_POD, 'ip -o -4 addr show'), new RegExp(`inet ${vmIP.replace(/\./g, '\\.')}/`));
   });
+
+  it('kubectl port-forward reaches the runv pod\'s server in its VM', () => checkKubectlPortForward(k, VM_POD, 8080, { path: '/hostname', body: `${VM_POD}\n` }));
 
   it('the node\'s stats summary reports non-zero CPU, memory and network for the runv pod', async () => {
     const pod = await eventually(async () => {

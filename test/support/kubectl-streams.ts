@@ -5,8 +5,7 @@ import { waitFor } from './wait.js';
 
 /**
  * The checks of kubectl's streaming commands that every path to a pod (API server -> node server, or
- * through EdgeHub) must pass alike. The pod's `shell` container has a shell; `port` serves
- * /index.html with the body `served\n`.
+ * through EdgeHub) must pass alike.
  */
 
 /** `kubectl exec`: output, a non-zero exit code, and stdin with `-i`. */
@@ -23,8 +22,8 @@ export async function checkKubectlExec(k: Kubectl, pod: string, container: strin
   assert.equal(out, 'through stdin\n');
 }
 
-/** `kubectl port-forward` to `port` in the pod, then an HTTP GET of /index.html through it. */
-export async function checkKubectlPortForward(k: Kubectl, pod: string, port: number): Promise<void> {
+/** `kubectl port-forward` to `port` in the pod, then an HTTP GET of `path` through it, which must answer `body`. */
+export async function checkKubectlPortForward(k: Kubectl, pod: string, port: number, { path = '/index.html', body: expected = 'served\n' } = {}): Promise<void> {
   const forward = k.spawn('port-forward', `pod/${pod}`, `:${port}`);
   let out = '';
   forward.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -36,13 +35,13 @@ export async function checkKubectlPortForward(k: Kubectl, pod: string, port: num
       }),
     );
     const body = await new Promise<string>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: local, path: '/index.html' }, (res) => {
+      http.get({ host: '127.0.0.1', port: local, path }, (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
         res.on('end', () => resolve(text));
       }).on('error', reject);
     });
-    assert.equal(body, 'served\n', out);
+    assert.equal(body, expected, out);
   } finally {
     forward.kill();
     await new Promise((resolve) => (forward.exitCode !== null ? resolve(undefined) : forward.once('close', resolve)));

@@ -4,7 +4,7 @@ import { chmodSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs
 import { join, posix } from 'node:path';
 import { ContainerConfigError, type CriMount } from '../contracts.js';
 import { expand, findContainer, type EnvEntry } from '../env.js';
-import { PROJECTED_KINDS, volumeKind } from './kind.js';
+import { PROJECTED_KINDS, volumeKind, type DirVolumeKind } from './kind.js';
 import type { PodShape, Volume, VolumeMount } from './types.js';
 
 /** CRI MountPropagation values. */
@@ -14,7 +14,7 @@ export interface MountContext {
   pod: PodShape;
   containerName: string;
   /** Where a volume of this pod lives on the host (hostPath volumes excepted). */
-  volumeDir: (volume: string) => string;
+  volumeDir: (kind: DirVolumeKind, volume: string) => string;
   env?: readonly EnvEntry[];
   log?: (line: string) => void;
 }
@@ -94,7 +94,7 @@ export function containerMounts(ctx: MountContext): CriMount[] {
     const volume = volumes.get(m.name);
     const kind = volume && volumeKind(volume);
     if (!volume || !kind) throw new ContainerConfigError(`cannot find volume "${m.name}" to mount into container "${containerName}"`);
-    let hostPath = kind === 'hostPath' ? volume.hostPath!.path : ctx.volumeDir(volume.name);
+    let hostPath = kind === 'hostPath' ? volume.hostPath!.path : ctx.volumeDir(kind, volume.name);
 
     const subPath = m.subPathExpr ? expandSubPathExpr(m.subPathExpr, ctx.env ?? []) : (m.subPath ?? '');
     if (subPath !== '') {

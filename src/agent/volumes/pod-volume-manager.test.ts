@@ -6,9 +6,11 @@ import { after, describe, it } from 'node:test';
 import { tokenVolume } from '../../admission/service-account.js';
 import type { KubeObject } from '../../api/types.js';
 import { ContainerConfigError, type NodeFacts } from '../contracts.js';
+import { volumeKind } from './kind.js';
 import { PodVolumeManager } from './pod-volume-manager.js';
 import { MemorySource } from './testing.js';
 import { unmountUnder } from './tmpfs.js';
+import type { Volume } from './types.js';
 
 const root = await realpath(await mkdtemp(join(tmpdir(), 'atoll-volumes-')));
 const podsDir = join(root, 'pods');
@@ -33,7 +35,13 @@ function makePod(vols: unknown[], containers: unknown[] = [{ name: 'app' }], spe
   };
 }
 
-const dirOf = (pod: KubeObject, name: string) => volumes.volumeDir(pod.metadata.uid!, name);
+/** The directory of the pod's volume `name`, found by its kind in the pod's spec. */
+function dirOf(pod: KubeObject, name: string): string {
+  const volume = (pod.spec as { volumes: Volume[] }).volumes.find((v) => v.name === name);
+  const kind = volume && volumeKind(volume);
+  assert.ok(kind && kind !== 'hostPath', `pod has no volume ${name} with a directory`);
+  return volumes.volumeDir(pod.metadata.uid!, kind, name);
+}
 
 /** The filesystem type and superblock options mounted exactly at `path`, from this process's mountinfo. */
 async function mountAt(path: string): Promise<{ fstype: string; options: string } | undefined> {
@@ -374,6 +382,32 @@ describe('PodVolumeManager', () => {
       refused({ name: 'ghost' }, 'cannot find volume "ghost" to mount into container "app"');
       refused({ mountPropagation: 'Sideways' }, 'invalid MountPropagation mode: "Sideways"');
       assert.throws(() => volumes.mountsFor(pod, 'nobody'), new ContainerConfigError(`container "nobody" not found in pod shop/${pod.metadata.name}`));
+    });
+  });
+
+  describe('layout', () => {
+    it('puts each volume under its plugin directory, as the kubelet does; hostPath gets none', async () => {
+      const pod = makePod([
+        { name: 'scratch', emptyDir: {} },
+        { name: 'cfg', configMap: { name: 'cfg' } },
+        { name: 'creds', secret: { secretName: 'creds' } },
+        { name: 'info', downwardAPI: { items: [{ path: 'name', fieldRef: { fieldPath: 'metadata.name' } }] } },
+        { name: 'token', projected: { sources: [{ configMap: { name: 'cfg' } }] } },
+        { name: 'host', hostPath: { path: root, type: 'Directory' } },
+      ]);
+      await volumes.setUp(pod);
+      const volumesDir = join(podsDir, pod.metadata.uid!, 'volumes');
+      const tree: Record<string, string[]> = {};
+      for (const plugin of await readdir(volumesDir)) tree[plugin] = await readdir(join(volumesDir, plugin));
+      assert.deepEqual(tree, {
+        'kubernetes.io~empty-dir': ['scratch'],
+        'kubernetes.io~configmap': ['cfg'],
+        'kubernetes.io~secret': ['creds'],
+        'kubernetes.io~downward-api': ['info'],
+        'kubernetes.io~projected': ['token'],
+      });
+      assert.equal(dirOf(pod, 'scratch'), join(volumesDir, 'kubernetes.io~empty-dir', 'scratch'));
+      await volumes.tearDown(pod.metadata.uid!);
     });
   });
 

@@ -1,12 +1,12 @@
 import { chmod, mkdir, readdir, realpath, rm, rmdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { KubeObject } from '../../api/types.js';
 import { isDNS1123Label } from '../../api/validation/names.js';
 import { ContainerConfigError, type CriMount, type NodeFacts, type ObjectSource, type PodVolumes } from '../contracts.js';
 import type { EnvEntry } from '../env.js';
 import { writeAtomically } from './atomic-writer.js';
 import { checkHostPath } from './host-path.js';
-import { PROJECTED_KINDS, sourceName, TMPFS_KINDS, volumeKind, type VolumeKind } from './kind.js';
+import { PLUGIN_DIRS, PROJECTED_KINDS, sourceName, TMPFS_KINDS, volumeKind, type DirVolumeKind, type VolumeKind } from './kind.js';
 import { containerMounts } from './mounts.js';
 import { applyFsGroup } from './ownership.js';
 import { configMapPayload, DEFAULT_FILE_MODE, downwardAPIPayload, projectedPayload, secretPayload, type ProjectionContext } from './projection.js';
@@ -55,9 +55,12 @@ async function makeDir(dir: string, mode: number): Promise<boolean> {
 }
 
 /**
- * PodVolumes on this node's disk: each volume in `<podsDir>/<uid>/volumes/<name>`, secret and
- * projected volumes (and emptyDir `medium: Memory`) on a tmpfs mounted there. The calls for one pod
- * are serialized, so a refresh never races a setUp or tearDown of the same pod.
+ * PodVolumes on this node's disk, laid out as the kubelet lays them out: each volume in
+ * `<podsDir>/<uid>/volumes/<plugin>/<name>` (PLUGIN_DIRS: `kubernetes.io~empty-dir`,
+ * `kubernetes.io~configmap`, ...; hostPath volumes have no directory), secret and projected volumes
+ * (and emptyDir `medium: Memory`) on a tmpfs mounted there. Runtimes read the layout: runv gives an
+ * emptyDir a disk of its own, and a tmpfs one a guest tmpfs. The calls for one pod are serialized,
+ * so a refresh never races a setUp or tearDown of the same pod.
  */
 export class PodVolumeManager implements PodVolumes {
   private readonly tokens: ServiceAccountTokens;
@@ -72,9 +75,9 @@ export class PodVolumeManager implements PodVolumes {
     this.tokens = new ServiceAccountTokens(source, opts.now);
   }
 
-  /** Where volume `name` of pod `uid` lives (hostPath volumes excepted). */
-  volumeDir(uid: string, name: string): string {
-    return join(this.volumesDir(uid), name);
+  /** Where volume `name`, of kind `kind`, of pod `uid` lives. */
+  volumeDir(uid: string, kind: DirVolumeKind, name: string): string {
+    return join(this.volumesDir(uid), PLUGIN_DIRS[kind], name);
   }
 
   private volumesDir(uid: string): string {
@@ -91,7 +94,7 @@ export class PodVolumeManager implements PodVolumes {
 
   mountsFor(pod: KubeObject, containerName: string, env?: readonly EnvEntry[]): CriMount[] {
     const uid = checkUid(pod.metadata.uid);
-    return containerMounts({ pod: pod as PodShape, containerName, volumeDir: (name) => this.volumeDir(uid, name), env, log: this.opts.log });
+    return containerMounts({ pod: pod as PodShape, containerName, volumeDir: (kind, name) => this.volumeDir(uid, kind, name), env, log: this.opts.log });
   }
 
   async tearDown(podUid: string): Promise<void> {
@@ -148,7 +151,7 @@ export class PodVolumeManager implements PodVolumes {
       let cause: unknown;
       for (const volume of pod.spec?.volumes ?? []) {
         const kind = volumeKind(volume);
-        if (refreshOnly && (!kind || !PROJECTED_KINDS.has(kind) || !(await exists(this.volumeDir(uid, volume.name))))) continue;
+        if (refreshOnly && (!kind || kind === 'hostPath' || !PROJECTED_KINDS.has(kind) || !(await exists(this.volumeDir(uid, kind, volume.name))))) continue;
         try {
           await this.setUpVolume(pod, uid, volume, kind);
         } catch (err) {
@@ -164,9 +167,10 @@ export class PodVolumeManager implements PodVolumes {
     const nameErrors = isDNS1123Label(volume.name);
     if (nameErrors.length > 0) throw new Error(`invalid volume name: ${nameErrors.join('; ')}`);
     if (!kind) throw new Error(`volume source ${sourceName(volume)} is not supported by this node`);
-    const dir = this.volumeDir(uid, volume.name);
-    const fsGroup = pod.spec?.securityContext?.fsGroup;
     if (kind === 'hostPath') return checkHostPath(volume.hostPath!);
+    const dir = this.volumeDir(uid, kind, volume.name);
+    await mkdir(dirname(dir), { recursive: true, mode: PODS_DIR_MODE });
+    const fsGroup = pod.spec?.securityContext?.fsGroup;
     if (kind === 'emptyDir') {
       const medium = volume.emptyDir!.medium ?? '';
       if (medium !== '' && medium !== 'Memory') throw new Error(`emptyDir medium ${JSON.stringify(medium)} is not supported by this node`);

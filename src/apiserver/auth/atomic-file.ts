@@ -27,10 +27,15 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await rm(tmp, { force: true });
     throw err;
   }
-  const dirHandle = await open(dir, 'r');
+  await fsyncPath(dir);
+}
+
+/** fsyncs the file or directory at `path` (a directory: its entries, after a create or rename in it). */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
   try {
-    await dirHandle.sync();
+    await handle.sync();
   } finally {
-    await dirHandle.close();
+    await handle.close();
   }
 }

@@ -6,6 +6,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, MalformedError, NotFoundError } from './errors.js';
 import { isDigest } from './reference.js';
+import { fsyncPath } from '../../apiserver/auth/atomic-file.js';
 
 /**
  * A content-addressed blob store, laid out as containerd's: `<root>/content/blobs/sha256/<hex>`.
@@ -37,15 +38,6 @@ export interface IngestOptions {
 function hexOf(digest: string): string {
   if (!isDigest(digest)) throw new MalformedError(`not a sha256 digest: ${JSON.stringify(digest)}`);
   return digest.slice('sha256:'.length);
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 async function sizeOrZero(path: string): Promise<number> {

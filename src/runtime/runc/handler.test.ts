@@ -67,6 +67,8 @@ after(() => {
 });
 
 handlerSuite('runc', async () => new RuncHandler(freshRoot(), { cgroupParent }), () => ({ rootfs, logDir }));
+// What runv's guest uses: start without `runc start`, by reading runc's exec FIFO in-process.
+handlerSuite('runc, started in process', async () => new RuncHandler(freshRoot(), { cgroupParent, startInProcess: true }), () => ({ rootfs, logDir }));
 
 describe('RuncHandler', () => {
   let root: string;

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, existsSync, mkdirSync, readFileSync, realpathSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -40,6 +40,11 @@ const PROCESS_POLL_MS = 20;
 const RUNC_CALL_TIMEOUT_MS = 30_000;
 /** How long runc exec gets to reap a timed-out command after it was killed, before runc is killed too. */
 const EXEC_REAP_GRACE_MS = 2_000;
+/** How long a timed-out exec's process may take to appear (runc writes its pid file) before runc itself is killed. */
+const EXEC_START_GRACE_MS = 10_000;
+const EXEC_PID_POLL_MS = 50;
+/** runc's FIFO in its state dir that a created container's init waits on (libcontainer execFifoFilename). */
+const EXEC_FIFO = 'exec.fifo';
 /** conmon's control-FIFO message asking it to reopen the log file (config.h REOPEN_LOGS_EVENT). */
 const REOPEN_LOGS_EVENT = 2;
 /** Exit code recorded for a container whose exit nobody saw (conmon gone, no exit file), as CRI-O does. */
@@ -56,6 +61,12 @@ export interface RuncHandlerOptions {
   logSizeMax?: number;
   /** Where warnings go (the OOM score clamp); console.warn when absent. */
   log?: (message: string) => void;
+  /**
+   * Start a created container from this process, by reading runc's exec FIFO as `runc start` itself
+   * does, instead of running `runc start`. For a runv guest under TCG, where every run of runc (a Go
+   * program) costs a second or more; on a host a `runc start` costs milliseconds, so off by default.
+   */
+  startInProcess?: boolean;
 }
 
 type RecordStatus = 'creating' | 'created' | 'running' | 'exited';
@@ -418,13 +429,58 @@ export class RuncHandler implements RuntimeHandler {
     await this.refresh(record);
     if (record.status !== 'created') throw new RuntimeError('NotRunning', `container ${id} is ${record.status}, not created; only a created container can start`);
     const startedAt = Date.now();
-    const result = await this.runc(['start', id]);
-    if (result.code !== 0) throw startError(id, result.stderr);
+    if (this.options.startInProcess) {
+      await this.releaseInit(id, record.pid);
+    } else {
+      const result = await this.runc(['start', id]);
+      if (result.code !== 0) throw startError(id, result.stderr);
+    }
     // A fast process may already have exited (and been recorded); refresh() below re-reads its exit file.
     record.status = 'running';
     record.startedAt = startedAt;
     await this.persist(record);
     await this.refresh(record);
+  }
+
+  /**
+   * What `runc start` does (runc 1.x libcontainer `exec()`): a created container's init waits to open
+   * `exec.fifo` in runc's state dir for writing, writes one byte, then execs the container's process.
+   * Reading that byte lets it go; removing the FIFO is what makes runc call the container running.
+   * The FIFO is opened read-write and non-blocking, so that neither this open nor the init's blocks;
+   * it is read until the byte comes or the init is found dead, which is judged by one more read, since
+   * a fast process may have taken its start and exited between two reads.
+   */
+  private async releaseInit(id: string, initPid: number): Promise<void> {
+    const fifo = join(this.runcRoot, id, EXEC_FIFO);
+    let fd: number;
+    try {
+      fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new RuntimeError('NotRunning', `container ${id}: runc has no exec FIFO for it: it was started already`);
+      throw new RuntimeError('Internal', `container ${id}: opening runc's exec FIFO: ${(err as Error).message}`);
+    }
+    const byteCame = (): boolean => {
+      try {
+        return readSync(fd, Buffer.alloc(1)) > 0;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false;
+        throw new RuntimeError('Internal', `container ${id}: reading runc's exec FIFO: ${(err as Error).message}`);
+      }
+    };
+    try {
+      const deadline = Date.now() + RUNC_CALL_TIMEOUT_MS;
+      while (!byteCame()) {
+        if (!processAlive(initPid)) {
+          if (byteCame()) break;
+          throw new RuntimeError('Internal', `container ${id}: its init process ${initPid} died before it could start the container's process`);
+        }
+        if (Date.now() > deadline) throw new RuntimeError('Internal', `container ${id}: its init did not take the start within ${RUNC_CALL_TIMEOUT_MS} ms`);
+        await sleep(PROCESS_POLL_MS);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    await rm(fifo, { force: true });
   }
 
   async stop(id: string, timeoutSeconds: number): Promise<void> {
@@ -552,10 +608,7 @@ export class RuncHandler implements RuntimeHandler {
         timeoutSeconds > 0
           ? setTimeout(() => {
               timedOut = true;
-              // runc reaps the killed process itself, which a container init that never reaps
-              // (sleep, say) would not; runc is killed only if it lingers.
-              if (!killProcess()) child.kill('SIGKILL');
-              else setTimeout(() => child.kill('SIGKILL'), EXEC_REAP_GRACE_MS).unref();
+              void killTimedOut(child, killProcess);
             }, timeoutSeconds * 1000)
           : undefined;
       child.on('error', (err) => {
@@ -823,4 +876,25 @@ function execError(id: string, cmd: string[], text: string): RuntimeError {
 
 function shellQuote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Ends an exec whose deadline passed. The process is killed, and runc, which reaps it (a container
+ * init that never reaps, sleep say, would not), only if it lingers. runc writes the pid file only once
+ * the process runs, which on a loaded host, or under TCG in a runv guest, can be after the deadline:
+ * killing runc then would leave the command running, orphaned in the container, so the process is
+ * waited for first, up to EXEC_START_GRACE_MS.
+ */
+async function killTimedOut(runc: ChildProcess, killProcess: () => boolean): Promise<void> {
+  const exited = () => runc.exitCode !== null || runc.signalCode !== null;
+  const giveUp = Date.now() + EXEC_START_GRACE_MS;
+  while (!killProcess()) {
+    if (exited()) return;
+    if (Date.now() >= giveUp) {
+      runc.kill('SIGKILL');
+      return;
+    }
+    await sleep(EXEC_PID_POLL_MS);
+  }
+  setTimeout(() => runc.kill('SIGKILL'), EXEC_REAP_GRACE_MS).unref();
 }

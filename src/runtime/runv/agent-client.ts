@@ -12,7 +12,7 @@ import {
 export const AGENT_CALL_TIMEOUT_MS = 10_000;
 /** How long one `readOutput` long poll of processStreams waits for output. */
 export const OUTPUT_POLL_MS = 10_000;
-/** How often connect() retries while QEMU has not yet created the agent socket. */
+/** How often connect() retries, unless told otherwise, while QEMU has not yet created the agent socket. */
 const CONNECT_RETRY_MS = 20;
 /** Bound of a connection's first request id; leaves ids room to grow within Number.MAX_SAFE_INTEGER. */
 const FIRST_ID_LIMIT = 2 ** 48;
@@ -52,8 +52,8 @@ export class AgentClient {
     socket.on('close', () => this.fail(new AgentCallError('Disconnected', 'agent connection closed')));
   }
 
-  /** Connects to `socketPath`, retrying while the socket does not exist yet, until `timeoutMs` passes. */
-  static async connect(socketPath: string, timeoutMs: number, signal?: AbortSignal): Promise<AgentClient> {
+  /** Connects to `socketPath`, retrying every `retryMs` while the socket does not exist yet, until `timeoutMs` passes. */
+  static async connect(socketPath: string, timeoutMs: number, signal?: AbortSignal, retryMs = CONNECT_RETRY_MS): Promise<AgentClient> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       signal?.throwIfAborted();
@@ -69,7 +69,7 @@ export class AgentClient {
           throw new AgentCallError('Timeout', `the agent socket ${socketPath} did not accept a connection within ${timeoutMs} ms: ${(err as Error).message}`);
         }
       }
-      await sleep(CONNECT_RETRY_MS, undefined, { signal });
+      await sleep(retryMs, undefined, { signal });
     }
   }
 

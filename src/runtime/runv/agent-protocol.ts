@@ -177,9 +177,17 @@ export interface SetTimeArgs { epochMs: number }
  */
 export interface SetTimeResult { previousEpochMs: number; agentMs: number }
 export interface ReseedRandomArgs { bytes: string }
-/** A template clone's own clock, randomness, NIC MAC and hostname, given in one request (PROTOCOL.md). */
-export interface IdentityArgs { epochMs: number; seed: string; hostname?: string; mac?: { from: string; to: string } }
-export type IdentityResult = SetTimeResult;
+/** A route through the pod NIC, as `identity`'s `network` gives it: `route`'s arguments without `dev`. */
+export type NicRoute = Omit<RouteArgs, 'dev'>;
+/**
+ * The pod NIC's whole configuration, as `identity` takes it: the NIC with `mac` (after the MAC change)
+ * gets `name`, `mtu`, exactly `addresses`, is brought up (unless `up` is false), then gets `routes`.
+ */
+export interface NicConfig { mac: string; name?: string; mtu?: number; addresses: string[]; routes?: NicRoute[]; up?: boolean }
+/** A template clone's own clock, randomness, NIC MAC, network and hostname, given in one request (PROTOCOL.md). */
+export interface IdentityArgs { epochMs: number; seed: string; hostname?: string; mac?: { from: string; to: string }; network?: NicConfig }
+/** `interface`: the NIC's name once `network` was applied; absent without `network`. */
+export interface IdentityResult extends SetTimeResult { interface?: string }
 
 type Empty = Record<string, never>;
 

@@ -6,6 +6,7 @@ import { mountAll, unmount } from '../snapshots/mount.js';
 import { MAX_PAYLOAD_BYTES, type ContainerMount } from './agent-protocol.js';
 import { AGENT_CALL_TIMEOUT_MS } from './agent-client.js';
 import { runTool } from './command.js';
+import { EMPTY_DIR_DISK_FILE, emptyDirBacking, emptyDirOf, type EmptyDirRef } from './empty-dir.js';
 import { GUEST_DIR, type PodVm } from './pod-vm.js';
 import type { ContainerRecord } from './records.js';
 
@@ -16,12 +17,18 @@ import type { ContainerRecord } from './records.js';
  *   a file (/etc/hosts, resolv.conf, hostname, a subPath file, the termination log)
  *       is written into the guest (`writeFile`) and bound from there. One the container may write (the
  *       termination log) is copied back to the host file when the container exits (copyBack).
- *   a directory (configMap, secret, projected, emptyDir, hostPath volumes)
+ *   an emptyDir, or a subPath in one (recognised by the kubelet's layout, empty-dir.ts)
+ *       lives in the guest only: a sparse ext4 disk of the pod's own, or a guest tmpfs when the host
+ *       directory is a tmpfs (`medium: Memory`), mounted once per pod (PodVm.ensureEmptyDir) and bound
+ *       into each container that mounts it, so the pod's containers share it as under runc. The disk
+ *       is a file in the volume's host directory, so it lasts as long as the volume. A subPath is made in the guest, and must
+ *       resolve, symlinks followed, inside the volume.
+ *   any other directory (configMap, secret, projected, downwardAPI and hostPath volumes)
  *       is bind-mounted, on the host, into the sandbox's 9p share (`<share>/<container>/<n>`; read-only
  *       binds are made read-only all the way down), and bound from the share in the guest. The share
  *       shows the host directory live, so configMap and secret updates reach the container as they do
- *       in a runc pod. This is the slow path: every file operation is a 9p round trip through QEMU.
- *       An emptyDir on its own guest disk would be faster, and is a later optimisation.
+ *       in a runc pod. This is the slow path, kept for these small or host-owned volumes: every file
+ *       operation is a 9p round trip through QEMU.
  *   the pod's /dev/shm (`shmPath`)
  *       is a guest tmpfs, shared by the pod's containers.
  *
@@ -53,6 +60,12 @@ export async function prepareMounts(pod: PodVm, spec: ContainerSpec, record: Con
 
   const mounts: ContainerMount[] = [];
   for (const [index, mount] of wanted.entries()) {
+    const emptyDir = emptyDirOf(mount.source, `container ${spec.id}`);
+    if (emptyDir) {
+      const source = await guestEmptyDirPath(pod, emptyDir, spec.id);
+      mounts.push({ type: 'bind', source, destination: mount.destination, readonly: mount.readonly });
+      continue;
+    }
     const info = await stat(mount.source).catch(() => null);
     if (info?.isFile()) {
       if (info.size > MAX_PAYLOAD_BYTES) {
@@ -77,6 +90,26 @@ export async function prepareMounts(pod: PodVm, spec: ContainerSpec, record: Con
   }
   if (spec.shmPath) mounts.push({ type: 'bind', source: await pod.ensureShm(), destination: '/dev/shm' });
   return mounts;
+}
+
+/**
+ * Sets up the emptyDir in the guest (once per pod) and returns the guest path to bind: its root, or its
+ * subPath, made (umask 0, as the kubelet makes it with the root's mode) when missing. The subPath is
+ * resolved in the guest, where the pod's containers may have put symlinks, and must stay inside the
+ * volume.
+ */
+async function guestEmptyDirPath(pod: PodVm, emptyDir: EmptyDirRef, containerId: string): Promise<string> {
+  const what = `container ${containerId}`;
+  const root = await pod.ensureEmptyDir(emptyDir.name, await emptyDirBacking(emptyDir.hostDir, what), join(emptyDir.hostDir, EMPTY_DIR_DISK_FILE));
+  if (emptyDir.subPath === '') return root;
+  const script = 'umask 0; [ -e "$1/$2" ] || mkdir -p -- "$1/$2" || exit 1; readlink -f -- "$1" && readlink -f -- "$1/$2"';
+  const out = await pod.agent.exec(['sh', '-c', script, 'sh', root, emptyDir.subPath], { timeoutMs: AGENT_CALL_TIMEOUT_MS });
+  if (out.exitCode !== 0) throw new RuntimeError('InvalidArgument', `${what}: cannot make subPath ${emptyDir.subPath} of emptyDir "${emptyDir.name}" in the VM: ${out.stderr.toString().trim()}`);
+  const [base = '', resolved = ''] = out.stdout.toString().trim().split('\n');
+  if (base === '' || (resolved !== base && !resolved.startsWith(`${base}/`))) {
+    throw new RuntimeError('InvalidArgument', `${what}: subPath ${emptyDir.subPath} of emptyDir "${emptyDir.name}" resolves to ${resolved} in the VM, outside the volume`);
+  }
+  return resolved;
 }
 
 /**

@@ -104,19 +104,22 @@ interface BlockNode { 'node-name': string; drv: string; ro: boolean; file: strin
 /**
  * Finds the guest device with serial $1 and prints its name. With $2 = "attach" it first waits until
  * the device shows $3 sectors (when given) and drops its cached blocks; with $2 = "detach" it fails
- * (exit 5) while anything in any mount namespace has the device mounted; "find" only finds.
+ * (exit 5) while anything in any mount namespace has the device mounted; "find" only finds. Files are
+ * read with the shell's `read`, not `$(cat ...)`: each of those forks, which under TCG costs tens of
+ * milliseconds, once per slot. (A serial file has no newline, so `read` returns 1 having read it.)
  */
 const GUEST_DISK_SCRIPT = `
 dev=
 for f in /sys/block/vd*/serial; do
-  if [ "$(cat "$f")" = "$1" ]; then dev=\${f%/serial}; dev=\${dev##*/}; break; fi
+  read -r serial < "$f"
+  if [ "$serial" = "$1" ]; then dev=\${f%/serial}; dev=\${dev##*/}; break; fi
 done
 [ -n "$dev" ] || { echo "no guest disk has serial $1" >&2; exit 3; }
 if [ "$2" = attach ]; then
-  if [ -n "$3" ]; then while [ "$(cat /sys/block/$dev/size)" != "$3" ]; do sleep 0.01; done; fi
+  if [ -n "$3" ]; then while read -r size < /sys/block/$dev/size; [ "$size" != "$3" ]; do sleep 0.01; done; fi
   blockdev --flushbufs /dev/$dev || exit 4
 elif [ "$2" = detach ]; then
-  majmin=$(cat /sys/block/$dev/dev)
+  read -r majmin < /sys/block/$dev/dev
   if cat /proc/[0-9]*/mountinfo 2>/dev/null | grep -q "^[0-9]* [0-9]* $majmin "; then echo "/dev/$dev is still mounted in the guest" >&2; exit 5; fi
 fi
 echo "$dev"

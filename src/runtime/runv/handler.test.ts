@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,9 +10,10 @@ import { RuntimeError, type ContainerSpec, type SandboxSpec } from '../handler.j
 import { BridgeNetwork } from '../network/bridge.js';
 import { findLink, ipJson, type IpAddressLink } from '../network/ip.js';
 import { createNamespaces, mountPoints, removeNamespaces, unmountNamespaceDirs, type SandboxNamespaces } from '../sandbox/namespaces.js';
-import { unmount } from '../snapshots/mount.js';
+import { mountAll, unmount } from '../snapshots/mount.js';
 import { handlerSuite, makeBusyboxRootfs } from '../suite.js';
 import { RunvHandler } from './handler.js';
+import { EMPTY_DIR_DISK_FILE } from './empty-dir.js';
 import { tapName } from './tap.js';
 import { MicroVm } from './vm.js';
 
@@ -32,6 +33,8 @@ const work = mkdtempSync(join(tmpdir(), 'atoll-runv-h-'));
 const root = join(work, 'root');
 const runDir = join(work, 'run');
 const logDir = join(work, 'logs');
+/** Pod volume directories as the node agent lays them out (src/agent/volumes). */
+const podsDir = join(work, 'pods');
 mkdirSync(logDir);
 const rootfs = makeBusyboxRootfs(join(work, 'rootfs'));
 const suffix = randomBytes(3).toString('hex');
@@ -82,6 +85,7 @@ async function mountsUnder(dir: string): Promise<string[]> {
 after(async () => {
   for (const name of existsSync(join(root, 'runv', 'vm')) ? readdirSync(join(root, 'runv', 'vm')) : []) await MicroVm.destroy(join(root, 'runv', 'vm', name));
   for (const point of (await mountsUnder(root)).sort((a, b) => b.length - a.length)) await unmount(point).catch(() => undefined);
+  for (const point of await mountsUnder(podsDir)) await unmount(point).catch(() => undefined);
   for (const ns of pods) {
     await network?.teardown(ns.id, ns.net).catch(() => undefined);
     await removeNamespaces(runDir, ns.id).catch(() => undefined);
@@ -263,6 +267,71 @@ describe('RunvHandler', () => {
     assert.equal((await handler.state(container.id)).status, 'running');
     await handler.stop(container.id, 0);
     await handler.remove(container.id);
+  });
+
+  it('keeps emptyDirs in the VM: a disk the pod’s containers share (subPaths too), a guest tmpfs for medium Memory; kept across container and runtime restarts and into a new sandbox of the pod', async () => {
+    const emptyDirs = join(podsDir, `uid-${suffix}`, 'volumes', 'kubernetes.io~empty-dir');
+    const scratch = join(emptyDirs, 'scratch');
+    const ram = join(emptyDirs, 'ram');
+    mkdirSync(scratch, { recursive: true });
+    chmodSync(scratch, 0o777);
+    mkdirSync(ram);
+    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m', 'mode=0777'] }], ram);
+    const read = async (id: string, script: string) => (await handler.execSync(id, ['sh', '-c', script], 30)).stdout.toString();
+
+    const writer = await running(['sh', '-c', 'echo hello > /data/from-writer; echo fast > /mem/note; echo deep > /deep/file; sleep 1000'], {
+      mounts: [
+        { source: scratch, destination: '/data' },
+        { source: ram, destination: '/mem' },
+        { source: join(scratch, 'sub', 'deeper'), destination: '/deep' },
+      ],
+    });
+    let reader = await running(['sleep', '1000'], {
+      mounts: [
+        { source: scratch, destination: '/data', readonly: true },
+        { source: ram, destination: '/mem' },
+        { source: join(scratch, 'sub'), destination: '/sub' },
+      ],
+    });
+    await until(() => read(reader.id, 'cat /data/from-writer /mem/note /sub/deeper/file 2>/dev/null'), (text) => text === 'hello\nfast\ndeep\n', 'the writer’s files in the reader');
+    assert.equal(await read(reader.id, "awk '$2 == \"/data\" || $2 == \"/mem\" { print $2, $3 }' /proc/mounts; stat -c %a /data; df -k /mem | awk 'NR == 2 { print $2 }'"), '/data ext4\n/mem tmpfs\n777\n4096\n');
+    const denied = await handler.execSync(reader.id, ['sh', '-c', 'echo x > /data/new'], 30);
+    assert.match(denied.stderr.toString(), /read-only/i);
+    assert.deepEqual(readdirSync(scratch), [EMPTY_DIR_DISK_FILE], 'the emptyDir’s files are on its disk, not in the host directory');
+    assert.deepEqual(readdirSync(ram), [], 'nor on the host tmpfs');
+    const disk = statSync(join(scratch, EMPTY_DIR_DISK_FILE));
+    assert.ok(disk.blocks * 512 < disk.size / 100, `the emptyDir disk is sparse (${disk.blocks * 512} of ${disk.size} bytes)`);
+
+    // The writer goes, then the runtime restarts: the files stay, and a new container finds them.
+    await handler.stop(writer.id, 0);
+    await handler.remove(writer.id);
+    await handler.close();
+    handler = await open();
+    await handler.adopt();
+    const later = await running(['sleep', '1000'], { mounts: [{ source: scratch, destination: '/data' }, { source: ram, destination: '/mem' }] });
+    assert.equal(await read(later.id, 'cat /data/from-writer /mem/note'), 'hello\nfast\n');
+
+    // 8 writable slots: 2 layers and the scratch disk are in use; a new container's layer and 4 more emptyDirs fill them.
+    const extra = [1, 2, 3, 4, 5, 6].map((n) => join(emptyDirs, `extra-${n}`));
+    for (const dir of extra) mkdirSync(dir);
+    await assert.rejects(
+      handler.createContainer(spec(['true'], { mounts: extra.map((source, i) => ({ source, destination: `/extra-${i}` })) })),
+      (err: unknown) => err instanceof RuntimeError && /no free writable disk slot for emptyDir volume "extra-5": all 8 are taken \(3 by container rootfs layers, 5 by emptyDir disks\)/.test(err.message),
+    );
+
+    for (const c of [reader, later]) {
+      await handler.stop(c.id, 0);
+      await handler.remove(c.id);
+    }
+    await handler.stopSandbox(sandbox.id);
+    assert.deepEqual(await mountsUnder(join(root, 'runv')), []);
+    assert.deepEqual(qemuUnder(root), []);
+    // The next case runs in a new VM of the same pod.
+    await handler.startSandbox(sandbox);
+    reader = await running(['sleep', '1000'], { mounts: [{ source: scratch, destination: '/data' }] });
+    assert.equal(await read(reader.id, 'ls -A /data'), 'from-writer\nsub\n', 'a new sandbox of the pod has the emptyDir’s files, as after a node reboot');
+    await handler.stop(reader.id, 0);
+    await handler.remove(reader.id);
   });
 
   it('reports every container of a VM that died exited with reason VmExited, and cleans up after it', async () => {

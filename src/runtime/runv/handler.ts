@@ -29,7 +29,7 @@ import { GUEST_DIR, PodVm, SHARE_TAG, type StartVm, type VmExit } from './pod-vm
 import { ID_PATTERN, validateContainerRecord, validateSandboxRecord, type BlockIo, type ContainerRecord, type SandboxRecord } from './records.js';
 import { createContainerLayer, ensureImageDisk, removeContainerLayer, removeImageDisk, removeInterruptedBuilds } from './rootfs-image.js';
 import { sandboxMemoryMiB } from './sandbox-memory.js';
-import { connectTap, disconnectTap, tapName } from './tap.js';
+import { beginConnectTap, disconnectTap, guestNetwork, tapName } from './tap.js';
 import { MicroVm, chooseAccelerator, type Accelerator } from './vm.js';
 
 /** Container operations under TCG on a loaded 2-core host take seconds (runc and conmon start in the guest). */
@@ -56,8 +56,9 @@ const CONSOLE_TAIL_LINES = 10;
 export interface RunvHandlerOptions {
   /**
    * The runtime's root directory. runv keeps everything under `<root>/runv`: VMs (`vm/`), records
-   * (`sandboxes/`, `containers/`), 9p shares (`shares/`), rootfs disks (`rootfs/`), container layers
-   * (`layers/`), output cursors (`output/`), and the guest kernel and images unless `cacheRoot` is given.
+   * (`sandboxes/`, `containers/`), 9p shares (`shares/`), rootfs
+   * disks (`rootfs/`), container layers (`layers/`), output cursors (`output/`), and the guest kernel
+   * and images unless `cacheRoot` is given.
    */
   root: string;
   /** Where the guest kernel, images and accelerator choice are cached (`<cacheRoot>/runv/...`); `root` when absent. */
@@ -87,11 +88,13 @@ interface Container {
  *
  *   startSandbox(spec)   the pod's netns and veth exist (the CRI layer made them): a tap is joined to
  *                        the veth (tap.ts), the VM starts in the netns with its NIC on the tap and the
- *                        veth's MAC, and the agent gives the guest the pod's addresses, routes and
- *                        hostname. Host-network pods are refused: a VM has its own network stack.
+ *                        veth's MAC while the tap's redirects are set up, and its guest is given the
+ *                        pod's addresses, routes and hostname before the VM is returned (vm.ts
+ *                        GuestIdentity). Host-network pods are refused: a VM has its own network stack.
  *   createContainer      the image's ext4 disk (built once per chain ID) under a qcow2 layer of the
  *                        container's own is attached to a free disk slot and mounted in the guest;
- *                        mounts reach the guest as files or through the 9p share (container-mounts.ts);
+ *                        mounts reach the guest as files, as the pod's emptyDir disks and tmpfs, or
+ *                        through the 9p share (container-mounts.ts);
  *                        the agent creates the container. Its output is copied into the CRI log
  *                        (log-pump.ts) from then on.
  *   start, stop, kill, exec, attach, stats ...   agent calls, each with a deadline: an agent that does
@@ -99,6 +102,7 @@ interface Container {
  *   remove               the container goes from the guest, its disk is unmounted and detached, and
  *                        its layer deleted.
  *   stopSandbox          the VM is stopped, the tap removed and the veth given its addresses back.
+ *                        The pod's emptyDir disks stay with its volumes (empty-dir.ts).
  *
  * A VM that exits on its own takes its containers with it: each is reported exited with reason
  * 'VmExited' and a message quoting the guest console.
@@ -112,6 +116,8 @@ interface Container {
  */
 export class RunvHandler implements RuntimeHandler {
   readonly name = 'runv';
+  /** The pod IP lives in the guest; port-forwards dial it (RuntimeHandler.podNetworkInGuest). */
+  readonly podNetworkInGuest = true;
   private readonly sandboxRecords: RecordDir<SandboxRecord>;
   private readonly containerRecords: RecordDir<ContainerRecord>;
   /** Every sandbox record this handler knows, running or not. */
@@ -194,19 +200,22 @@ export class RunvHandler implements RuntimeHandler {
     try {
       // The record goes first: a crash from here on leaves something adopt() can undo.
       await this.sandboxRecords.write(record);
-      const tap = await connectTap(spec.netns, { veth });
       const shareDir = this.shareDir(id);
       await mkdir(shareDir, { recursive: true, mode: 0o700 });
-      vm = await this.startVm({
-        dir: record.vmDir, kernel: this.kernel, images: this.images, accel: this.accel, memoryMiB: record.memoryMiB,
-        netns: spec.netns, nic: { tap: tap.tap, mac: tap.mac }, share: { dir: shareDir, tag: SHARE_TAG },
-      });
-      const { agent } = vm;
-      await agent.call('interface', { mac: tap.mac, name: veth, addresses: tap.addresses.map((a) => `${a.address}/${a.prefixLength}`), mtu: tap.mtu });
-      for (const route of tap.routes) {
-        await agent.call('route', { dest: route.dst, family: route.family, dev: veth, ...(route.gateway ? { gateway: route.gateway } : {}) });
-      }
-      await agent.call('hostname', { hostname: spec.hostname });
+      const { connection: tap, ready } = await beginConnectTap(spec.netns, { veth });
+      // The VM starts while the tap's redirects are put in place; the VM comes back with its guest
+      // network and hostname set (vm.ts GuestIdentity), and the pod is ready once both are done.
+      const [started, wired] = await Promise.allSettled([
+        this.startVm({
+          dir: record.vmDir, kernel: this.kernel, images: this.images, accel: this.accel, memoryMiB: record.memoryMiB,
+          netns: spec.netns, nic: { tap: tap.tap, mac: tap.mac }, share: { dir: shareDir, tag: SHARE_TAG },
+          hostname: spec.hostname, network: guestNetwork(tap),
+        }),
+        ready,
+      ]);
+      if (started.status === 'rejected') throw started.reason;
+      vm = started.value;
+      if (wired.status === 'rejected') throw wired.reason;
       record.phase = 'running';
       await this.sandboxRecords.write(record);
       this.hold(new PodVm(record, vm, shareDir));
@@ -320,12 +329,22 @@ export class RunvHandler implements RuntimeHandler {
     this.containers.set(id, c);
     try {
       await this.containerRecords.write(record);
-      const image = await ensureImageDisk(this.root, spec.imageChainId ?? record.ownImageDisk!, spec.rootfs, { onProgress: this.log });
-      await createContainerLayer(image, record.layer);
-      const disk = await pod.vm.attachDisk(record.layer, { format: 'qcow2' });
-      record.blockBaseline = await this.blockIo(pod, disk.serial);
-      await pod.agent.call('mount', { serial: disk.serial, fstype: 'ext4', options: ['noatime'], target: guestRootfs }, CONTAINER_CALL_TIMEOUT_MS);
-      args.mounts = await prepareMounts(pod, spec, record);
+      // The rootfs and the other mounts need nothing of each other, and under TCG each is a chain of
+      // guest round trips: they are made at once. Both settle before a failure is handled, so that
+      // destroy() races neither.
+      const [rootfsMounted, mounts] = await Promise.allSettled([
+        (async () => {
+          const image = await ensureImageDisk(this.root, spec.imageChainId ?? record.ownImageDisk!, spec.rootfs, { onProgress: this.log });
+          await createContainerLayer(image, record.layer);
+          const disk = await pod.vm.attachDisk(record.layer, { format: 'qcow2' });
+          record.blockBaseline = await this.blockIo(pod, disk.serial);
+          await pod.agent.call('mount', { serial: disk.serial, fstype: 'ext4', options: ['noatime'], target: guestRootfs }, CONTAINER_CALL_TIMEOUT_MS);
+        })(),
+        prepareMounts(pod, spec, record),
+      ]);
+      if (rootfsMounted.status === 'rejected') throw rootfsMounted.reason;
+      if (mounts.status === 'rejected') throw mounts.reason;
+      args.mounts = mounts.value;
       await pod.agent.call('createContainer', args, CONTAINER_CALL_TIMEOUT_MS);
       record.phase = 'created';
       await this.containerRecords.write(record);

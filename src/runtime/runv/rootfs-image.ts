@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, mkdtemp, open, opendir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, lstat, mkdir, mkdtemp, opendir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { runTool } from './command.js';
 import type { ProgressOptions } from './guest-kernel.js';
+import { fsyncPath } from '../../apiserver/auth/atomic-file.js';
 
 /**
  * A runv container's root filesystem is a block device, never a 9p share (the issue's lesson: keep
@@ -82,13 +83,13 @@ async function buildImageDisk(target: string, chainId: string, fromDir: string, 
       '-N', String(tree.entries + IMAGE_DISK_FREE_INODES), '-E', 'lazy_itable_init=0,root_owner=0:0',
       '-d', fromDir, image, `${bytes / 1024}k`,
     ], { signal: options.signal });
-    await fsync(image);
+    await fsyncPath(image);
     try {
       await link(image, target);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    await fsync(dirname(target));
+    await fsyncPath(dirname(target));
     return target;
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -144,9 +145,9 @@ export async function createContainerLayer(base: string, path: string, signal?: 
   const temp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base, temp], { signal });
-    await fsync(temp);
+    await fsyncPath(temp);
     await rename(temp, path);
-    await fsync(dirname(path));
+    await fsyncPath(dirname(path));
   } finally {
     await rm(temp, { force: true });
   }
@@ -154,15 +155,6 @@ export async function createContainerLayer(base: string, path: string, signal?: 
 
 export async function removeContainerLayer(path: string): Promise<void> {
   await rm(path, { force: true });
-}
-
-async function fsync(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function roundUp(n: number, to: number): number {

@@ -21,7 +21,7 @@ import {
 } from '../sandbox/namespaces.js';
 import { ensureGuestImages } from './guest-image.js';
 import { ensureGuestKernel } from './guest-kernel.js';
-import { connectTap, disconnectTap, tapName, type TapConnection } from './tap.js';
+import { beginConnectTap, connectTap, disconnectTap, guestNetwork, tapName, type TapConnection } from './tap.js';
 import { MicroVm, chooseAccelerator } from './vm.js';
 
 /** As in vm.test.ts: the kernel and images are cached in the checkout's `.cache/runv`. */
@@ -310,10 +310,20 @@ describe('runv tap: a microVM on the pod network', () => {
     env = await podEnvironment();
     runv = await env.newPod();
     peer = await env.newPod();
-    conn = await connectTap(runv.ns.net, { veth: 'eth0' });
-    await assert.rejects(ping(peer.ns.net, guestIp(), UNANSWERED_PING_WAIT_SECONDS), 'nothing answers for the pod IP before the guest does');
-    vm = await MicroVm.boot({ dir: join(env.tmp, 'vm'), kernel, images, accel, netns: runv.ns.net, nic: { tap: conn.tap, mac: conn.mac } });
-    console.log(`runv: ${accel} boot with a NIC to the first agent reply: ${vm.bootMs} ms`);
+    // As the handler does it: QEMU boots while the redirects are put in place, and the guest gets
+    // the pod's network before boot() returns.
+    const tap = await beginConnectTap(runv.ns.net, { veth: 'eth0' });
+    conn = tap.connection;
+    const booting = MicroVm.boot({
+      dir: join(env.tmp, 'vm'), kernel, images, accel, netns: runv.ns.net, nic: { tap: conn.tap, mac: conn.mac },
+      hostname: 'runv-pod', network: guestNetwork(conn),
+    });
+    const [booted, wired] = await Promise.allSettled([booting, tap.ready]);
+    if (booted.status === 'fulfilled') vm = booted.value;
+    if (booted.status === 'rejected') throw booted.reason;
+    if (wired.status === 'rejected') throw wired.reason;
+    assert.deepEqual(await connectTap(runv.ns.net, { veth: 'eth0' }), conn, 'beginConnectTap and ready end where connectTap does');
+    console.log(`runv: ${accel} boot with a NIC to the first agent reply: ${vm!.bootMs} ms`);
   });
 
   after(async () => {
@@ -327,12 +337,13 @@ describe('runv tap: a microVM on the pod network', () => {
     assert.equal(readlinkSync(`/proc/${vm!.pid}/ns/net`), `net:[${statSync(runv.ns.net).ino}]`);
   });
 
-  it('configures the guest NIC with the veth MAC, MTU, pod IP and routes through the agent', async () => {
+  it('boots the guest with the veth MAC, MTU, pod IP, routes and hostname', async () => {
+    assert.deepEqual(guestNetwork(conn), { name: 'eth0', mtu: MTU, addresses: [`${guestIp()}/24`], routes: [{ dest: 'default', family: 4, gateway: GATEWAY }] });
     assert.equal((await guest(['cat', '/sys/class/net/eth0/address'])).trim(), conn.mac);
-    await guest(['ip', 'link', 'set', 'eth0', 'address', conn.mac, 'mtu', String(conn.mtu), 'up']);
-    for (const a of conn.addresses) await guest(['ip', 'addr', 'add', `${a.address}/${a.prefixLength}`, 'dev', 'eth0']);
-    for (const r of conn.routes) await guest(['ip', 'route', 'add', r.dst, ...(r.gateway ? ['via', r.gateway] : []), 'dev', 'eth0']);
+    assert.equal((await guest(['cat', '/sys/class/net/eth0/mtu'])).trim(), String(MTU));
+    assert.match(await guest(['ip', '-4', 'addr', 'show', 'dev', 'eth0']), new RegExp(`inet ${guestIp().replace(/\./g, '\\.')}/24 .*scope global eth0`));
     assert.match(await guest(['ip', 'route']), new RegExp(`default via ${GATEWAY.replace(/\./g, '\\.')} dev eth0`));
+    assert.equal((await guest(['hostname'])).trim(), 'runv-pod');
   });
 
   it('the guest and the other pod and node reach each other both ways, with the veth MAC on the wire', async () => {

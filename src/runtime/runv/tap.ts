@@ -4,6 +4,7 @@ import { isAbsolute } from 'node:path';
 import { execInNetns } from '../sandbox/namespaces.js';
 import { deleteLink, findLink, ip, ipBatch, ipJson, type IpAddressInfo, type IpAddressLink } from '../network/ip.js';
 import { NetworkError } from '../network/network.js';
+import type { GuestNetwork } from './vm.js';
 
 /**
  * A runv pod's NIC, wired the way Kata's "tcfilter" model does it. The pod gets the same netns and
@@ -17,8 +18,7 @@ import { NetworkError } from '../network/network.js';
  *
  *   const att = await network.setup(id, ns.net, pod);                       // veth eth0 with the pod IP
  *   const nic = await connectTap(ns.net, { veth: 'eth0' });                 // tap, filters; IP moves off eth0
- *   const vm = await MicroVm.boot({ ..., netns: ns.net, nic: { tap: nic.tap, mac: nic.mac } });
- *   // the agent gives the guest's eth0 nic.mac, nic.mtu, nic.addresses and nic.routes
+ *   const vm = await MicroVm.boot({ ..., netns: ns.net, nic: { tap: nic.tap, mac: nic.mac }, network: guestNetwork(nic) });
  *   await vm.stop();
  *   await disconnectTap(ns.net, nic.tap);                                  // idempotent
  *   await network.teardown(id, ns.net);
@@ -37,6 +37,13 @@ import { NetworkError } from '../network/network.js';
  * What was taken off is recorded on the tap itself, as its interface alias, so that it lives and dies
  * with the netns: `connectTap` can run again (after a runtime restart, or after the Network repaired the
  * veth) and returns the same answer, and `disconnectTap` puts the addresses and routes back.
+ *
+ * A VM start need not wait for all of it: `beginConnectTap` returns as soon as the tap exists (QEMU
+ * opens it by name) and the guest's configuration is known, and finishes the redirects and the veth in
+ * the background (`ready`), while QEMU starts:
+ *
+ *   const { connection: nic, ready } = await beginConnectTap(ns.net, { veth: 'eth0' });
+ *   const [vm] = await Promise.all([MicroVm.restore(template, { ..., nic: ..., network: guestNetwork(nic) }), ready]);
  */
 
 export interface TapAddress {
@@ -105,53 +112,104 @@ export function tapName(veth: string): string {
   return tap;
 }
 
+/** A tap that QEMU can open already, while the rest of connectTap goes on (see beginConnectTap). */
+export interface TapInProgress {
+  connection: TapConnection;
+  /**
+   * Settles once the redirects are in place and the veth is cleared: the pod's network works only
+   * then. When it rejects, the tap has been removed and the veth has its addresses back.
+   */
+  ready: Promise<void>;
+}
+
 /**
  * Adds the tap and the redirects in the netns at `netnsPath` and moves the pod's addresses off `veth`.
  * Running it again for a connected veth changes nothing and returns the same connection. On failure
  * the tap is removed and the veth has its addresses back.
  */
 export async function connectTap(netnsPath: string, options: ConnectTapOptions): Promise<TapConnection> {
+  const { connection, ready } = await beginConnectTap(netnsPath, options);
+  await ready;
+  return connection;
+}
+
+/**
+ * connectTap in two parts: resolves once the veth has been read and the tap exists, which is all QEMU
+ * needs to start; the redirects and the veth's addresses follow in `ready`. The caller must wait for
+ * `ready` to settle before it disconnects the tap. On a failure before it resolves, a tap it created
+ * is removed again and the veth is untouched.
+ */
+export async function beginConnectTap(netnsPath: string, options: ConnectTapOptions): Promise<TapInProgress> {
   validateNetnsPath(netnsPath);
   const { veth } = options;
   const tap = tapName(veth);
-  const [link] = await ipJson<IpAddressLink[]>(['addr', 'show', 'dev', veth], netnsPath).catch((err: Error) => {
-    throw /does not exist|Cannot find device/.test(err.message) ? new NetworkError(`no interface ${veth} in the netns ${netnsPath}`) : err;
-  });
-  if (!link?.address) throw new NetworkError(`interface ${veth} in the netns ${netnsPath} has no MAC address`);
-  const existing = await findLink(tap, netnsPath);
-  if (existing && existing.linkinfo?.info_kind !== 'tun') {
-    throw new NetworkError(`${tap} in the netns ${netnsPath} is a ${existing.linkinfo?.info_kind ?? 'device'}, not a tap`);
-  }
-  const saved = existing?.ifalias === undefined ? undefined : parseRecord(existing.ifalias, tap);
-
+  // Independent reads, and the tap made at once: each is an `ip` process, and a VM start waits for them.
+  const [linkRead, routesRead, ipv6Read, createdRead] = await Promise.allSettled([
+    ipJson<IpAddressLink[]>(['addr', 'show', 'dev', veth], netnsPath),
+    podRoutes(netnsPath, veth),
+    ipv6Enabled(netnsPath, veth),
+    createTap(netnsPath, tap),
+  ]);
+  const created = createdRead.status === 'fulfilled' && createdRead.value;
   let record: TapRecord;
-  const addresses = podAddresses(link);
-  if (addresses.length > 0) {
-    record = { veth, addresses, routes: await podRoutes(netnsPath, veth), ipv6: await ipv6Enabled(netnsPath, veth) };
-  } else if (saved?.veth === veth) {
-    record = saved;
-  } else {
-    throw new NetworkError(`interface ${veth} in the netns ${netnsPath} has no address to give the guest`);
+  let link: IpAddressLink;
+  let alias: string;
+  try {
+    if (linkRead.status === 'rejected') {
+      const err = linkRead.reason as Error;
+      throw /does not exist|Cannot find device/.test(err.message) ? new NetworkError(`no interface ${veth} in the netns ${netnsPath}`) : err;
+    }
+    if (createdRead.status === 'rejected') throw createdRead.reason;
+    const [read] = linkRead.value;
+    if (!read?.address) throw new NetworkError(`interface ${veth} in the netns ${netnsPath} has no MAC address`);
+    link = read;
+    const existing = created ? undefined : await findLink(tap, netnsPath);
+    if (!created && existing?.linkinfo?.info_kind !== 'tun') {
+      throw new NetworkError(`${tap} in the netns ${netnsPath} is a ${existing?.linkinfo?.info_kind ?? 'device that vanished while it was read'}, not a tap`);
+    }
+    const saved = existing?.ifalias === undefined ? undefined : parseRecord(existing.ifalias, tap);
+    const addresses = podAddresses(link);
+    if (addresses.length > 0) {
+      if (routesRead.status === 'rejected') throw routesRead.reason;
+      if (ipv6Read.status === 'rejected') throw ipv6Read.reason;
+      record = { veth, addresses, routes: routesRead.value, ipv6: ipv6Read.value };
+    } else if (saved?.veth === veth) {
+      record = saved;
+    } else {
+      throw new NetworkError(`interface ${veth} in the netns ${netnsPath} has no address to give the guest`);
+    }
+    alias = encodeRecord(record);
+    if (Buffer.byteLength(alias) > MAX_ALIAS_BYTES) {
+      throw new NetworkError(`${veth} has too many addresses and routes to record on ${tap}: ${Buffer.byteLength(alias)} bytes, at most ${MAX_ALIAS_BYTES}`);
+    }
+  } catch (err) {
+    // Nothing but the tap was changed, and a tap without a record is one disconnectTap simply removes.
+    if (created) await deleteLink(tap, netnsPath).catch(() => undefined);
+    throw err;
   }
-  const alias = encodeRecord(record);
-  if (Buffer.byteLength(alias) > MAX_ALIAS_BYTES) {
-    throw new NetworkError(`${veth} has too many addresses and routes to record on ${tap}: ${Buffer.byteLength(alias)} bytes, at most ${MAX_ALIAS_BYTES}`);
-  }
+  const ready = finishTap(netnsPath, tap, link.mtu, record, alias);
+  ready.catch(() => undefined);
+  return { connection: { tap, veth, mac: link.address!, mtu: link.mtu, addresses: record.addresses, routes: record.routes }, ready };
+}
 
+/** The rest of connectTap once the tap exists: the record, the redirects, the veth's addresses. */
+async function finishTap(netnsPath: string, tap: string, mtu: number, record: TapRecord, alias: string): Promise<void> {
+  const { veth } = record;
   try {
     // The record goes onto the tap before the veth is touched, so a crash at any later step leaves
     // enough behind for disconnectTap to restore the veth.
-    if (!existing) await ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'vnet_hdr'], netnsPath, 'tap devices');
-    await ip(['link', 'set', 'dev', tap, 'alias', alias], netnsPath);
-    await ipBatch([['link', 'set', 'dev', tap, 'mtu', String(link.mtu), 'up']], netnsPath);
-    await removeIngress(netnsPath, veth);
-    await removeIngress(netnsPath, tap);
-    await tcBatch(netnsPath, [
+    await ip(['link', 'set', 'dev', tap, 'alias', alias, 'mtu', String(mtu), 'up'], netnsPath);
+    // A connectTap that ran before left ingress qdiscs, and their filters, behind: they go first.
+    const failed = await tcBatch(netnsPath, [
+      ['qdisc', 'del', 'dev', veth, 'ingress'],
+      ['qdisc', 'del', 'dev', tap, 'ingress'],
       ['qdisc', 'add', 'dev', veth, 'ingress'],
       ['qdisc', 'add', 'dev', tap, 'ingress'],
       redirect(veth, tap),
       redirect(tap, veth),
     ]);
+    const errors = [...failed].filter(([line, message]) => line > 2 || !MISSING_QDISC.test(message)).map(([, message]) => message);
+    if (errors.length > 0) throw tcError(errors.join('; '));
     // Flushing before switching IPv6 off: a crash in between leaves no pod address on the veth, so a
     // second connectTap goes by the record rather than read a half-cleared veth.
     await ipBatch([['addr', 'flush', 'dev', veth]], netnsPath);
@@ -160,7 +218,36 @@ export async function connectTap(netnsPath: string, options: ConnectTapOptions):
     await disconnectTap(netnsPath, tap).catch(() => undefined);
     throw err;
   }
-  return { tap, veth, mac: link.address, mtu: link.mtu, addresses: record.addresses, routes: record.routes };
+}
+
+/** Adds `tap` (a tap with virtio-net headers, as QEMU wants it); false when a device of that name exists. */
+async function createTap(netnsPath: string, tap: string): Promise<boolean> {
+  try {
+    await ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'vnet_hdr'], netnsPath, 'tap devices');
+    return true;
+  } catch (err) {
+    // TUNSETIFF on a name that is taken: by a tap of an earlier connectTap, or by another device.
+    if (/Device or resource busy/.test((err as Error).message)) return false;
+    throw err;
+  }
+}
+
+/**
+ * The pod's network as the guest gets it (vm.ts GuestNetwork): the NIC named like the veth, with its
+ * MTU, the addresses and the routes that were on the veth.
+ */
+export function guestNetwork(connection: TapConnection): GuestNetwork {
+  return {
+    name: connection.veth,
+    mtu: connection.mtu,
+    addresses: connection.addresses.map((a) => `${a.address}/${a.prefixLength}`),
+    routes: connection.routes.map((r) => ({
+      // `ip -j` shows a host route without its prefix length.
+      dest: r.dst === 'default' || r.dst.includes('/') ? r.dst : `${r.dst}/${r.family === 4 ? 32 : 128}`,
+      family: r.family,
+      ...(r.gateway ? { gateway: r.gateway } : {}),
+    })),
+  };
 }
 
 /**
@@ -214,15 +301,11 @@ interface IpRoute { dst: string; gateway?: string; protocol?: string; type?: str
 
 /** Routes out of `veth` that someone added: those the kernel derives from addresses or learns from RAs come back by themselves. */
 async function podRoutes(netnsPath: string, veth: string): Promise<TapRoute[]> {
-  const routes: TapRoute[] = [];
-  for (const family of [4, 6] as const) {
-    const listed = await ipJson<IpRoute[]>([`-${family}`, 'route', 'show', 'dev', veth], netnsPath);
-    for (const r of listed) {
-      if (r.protocol === 'kernel' || r.protocol === 'ra' || (r.type !== undefined && r.type !== 'unicast')) continue;
-      routes.push(r.gateway === undefined ? { family, dst: r.dst } : { family, dst: r.dst, gateway: r.gateway });
-    }
-  }
-  return routes;
+  const families = [4, 6] as const;
+  const listed = await Promise.all(families.map((family) => ipJson<IpRoute[]>([`-${family}`, 'route', 'show', 'dev', veth], netnsPath)));
+  return families.flatMap((family, i) => listed[i]!
+    .filter((r) => !(r.protocol === 'kernel' || r.protocol === 'ra' || (r.type !== undefined && r.type !== 'unicast')))
+    .map((r): TapRoute => (r.gateway === undefined ? { family, dst: r.dst } : { family, dst: r.dst, gateway: r.gateway })));
 }
 
 function ipv6SysctlPath(veth: string): string {
@@ -253,17 +336,28 @@ async function removeIngress(netnsPath: string, dev: string): Promise<void> {
   }
 }
 
-/** Runs several `tc` commands in one process (`tc -batch -`); the arguments are plain words. */
-async function tcBatch(netnsPath: string, commands: readonly (readonly string[])[]): Promise<void> {
+/**
+ * Runs several `tc` commands in one process that goes on past a failed one (`tc -force -batch -`); the
+ * arguments are plain words. Returns tc's message for each failed command, by line number from 1.
+ */
+async function tcBatch(netnsPath: string, commands: readonly (readonly string[])[]): Promise<Map<number, string>> {
+  const failed = new Map<number, string>();
   try {
-    await execInNetns(netnsPath, ['tc', '-batch', '-'], { input: commands.map((c) => c.join(' ')).join('\n') + '\n' });
+    await execInNetns(netnsPath, ['tc', '-force', '-batch', '-'], { input: commands.map((c) => c.join(' ')).join('\n') + '\n' });
   } catch (err) {
-    const message = (err as Error).message;
-    if (/Unknown (qdisc|filter|action)|Operation not supported|not supported/i.test(message)) {
-      throw new NetworkError(`this kernel lacks the tc ingress qdisc, u32 filter or mirred action runv needs: ${message}`);
-    }
-    throw new NetworkError(message);
+    // tc prints each failure's message, then `Command failed -:<line>`.
+    const parts = (err as Error).message.split(/Command failed -:(\d+)/);
+    for (let i = 1; i < parts.length; i += 2) failed.set(Number(parts[i]), parts[i - 1]!.trim());
+    if (failed.size === 0) throw tcError((err as Error).message);
   }
+  return failed;
+}
+
+function tcError(message: string): NetworkError {
+  if (/Unknown (qdisc|filter|action)|Operation not supported|not supported/i.test(message)) {
+    return new NetworkError(`this kernel lacks the tc ingress qdisc, u32 filter or mirred action runv needs: ${message}`);
+  }
+  return new NetworkError(message);
 }
 
 /**

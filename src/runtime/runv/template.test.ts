@@ -152,9 +152,13 @@ describe('runv VM templates', () => {
     assert.ok(!existsSync(dir) && !existsSync(noShare.dir));
   });
 
-  it('restores a clone with the host clock, its hostname and MAC, and a NIC on the pod tap', async () => {
+  it('restores a clone with the host clock, its hostname, MAC and network, and a NIC on the pod tap', async () => {
     const options = cloneOptions();
-    const vm = await MicroVm.restore(template, { ...options, hostname: 'clone-one' });
+    const network = {
+      name: 'eth0', mtu: 1400, addresses: [`${GUEST_NET.guest}/${GUEST_NET.prefix}`, '10.198.0.2/16'],
+      routes: [{ dest: 'default', gateway: GUEST_NET.host }, { dest: '10.252.0.0/16', gateway: '10.198.0.1' }, { dest: '10.251.0.7/32' }],
+    };
+    const vm = await MicroVm.restore(template, { ...options, hostname: 'clone-one', network });
     running.add(vm);
     // The guest's clock read by the agent (stats' timestamp) lies between the host's before and after.
     const asked = Date.now();
@@ -170,6 +174,20 @@ describe('runv VM templates', () => {
     assert.equal(await sh(vm, 'hostname'), 'clone-one');
     assert.equal(await sh(vm, 'cat /sys/class/net/eth0/address'), options.nic.mac);
     assert.deepEqual(vm.attachedDisks(), []);
+    const guestNetwork = async () => ({
+      addresses: [...(await sh(vm, 'ip -4 addr show dev eth0')).matchAll(/inet (\S+)/g)].map((m) => m[1]),
+      routes: (await sh(vm, 'ip -4 route')).split('\n').map((line) => line.trim()).sort(),
+      mtu: await sh(vm, 'cat /sys/class/net/eth0/mtu'),
+      up: (Number(await sh(vm, 'cat /sys/class/net/eth0/flags')) & 1) === 1,
+    });
+    const configured = {
+      addresses: network.addresses, mtu: '1400', up: true,
+      routes: [
+        '10.198.0.0/16 dev eth0 scope link  src 10.198.0.2', '10.199.0.0/24 dev eth0 scope link  src 10.199.0.2',
+        '10.251.0.7 dev eth0 scope link', '10.252.0.0/16 via 10.198.0.1 dev eth0', 'default via 10.199.0.1 dev eth0',
+      ],
+    };
+    assert.deepEqual(await guestNetwork(), configured);
 
     // identity checks all of its arguments before it changes anything, and a retried MAC change succeeds.
     const seed = randomBytes(32).toString('base64');
@@ -178,12 +196,25 @@ describe('runv VM templates', () => {
     await assert.rejects(vm.agent.call('identity', { epochMs: Date.now(), seed, hostname: 'Not_A_Hostname' }), /'hostname' must be lowercase RFC 1123 labels/);
     await assert.rejects(vm.agent.call('identity', { epochMs: Date.now(), seed, mac: { from: '02:00:00:00:00:99', to: '02:00:00:00:00:98' } }), /no guest interface has MAC 02:00:00:00:00:99 \(or already 02:00:00:00:00:98\)/);
     assert.equal(await sh(vm, 'hostname'), 'clone-one');
-    const again = await vm.agent.call('identity', { epochMs: Date.now(), seed, mac: { from: TEMPLATE_MAC, to: options.nic.mac } });
+    await assert.rejects(vm.agent.call('identity', { epochMs: Date.now(), seed, network: { mac: options.nic.mac, addresses: ['10.0.0.1'] } }), /'network.addresses\[0\]' must be an address with a prefix length/);
+    await assert.rejects(vm.agent.call('identity', { epochMs: Date.now(), seed, network: { mac: options.nic.mac, addresses: [], up: false, routes: [{ dest: 'default', gateway: '10.0.0.1' }] } }), /'network.routes' need the NIC up/);
+    await assert.rejects(vm.agent.call('identity', { epochMs: Date.now(), seed, network: { mac: options.nic.mac, addresses: [], routes: [{ dest: '10.0.0.0/8', gateway: 'fd00::1' }] } }), /'network.routes\[0\].gateway' fd00::1 is not IPv4/);
+    assert.equal(await sh(vm, 'hostname'), 'clone-one');
+    assert.deepEqual(await guestNetwork(), configured);
+    const again = await vm.agent.call('identity', { epochMs: Date.now(), seed, mac: { from: TEMPLATE_MAC, to: options.nic.mac }, network: { ...network, mac: options.nic.mac } });
     assert.ok(Math.abs(again.previousEpochMs - Date.now()) < 10_000, `previousEpochMs ${again.previousEpochMs}`);
+    assert.equal(again.interface, 'eth0');
     assert.equal(await sh(vm, 'cat /sys/class/net/eth0/address'), options.nic.mac);
+    assert.deepEqual(await guestNetwork(), configured, 'the same identity again changes nothing');
+    // Exactly the addresses asked for: all go and the one asked for comes back, so the routes go too
+    // (the kernel drops a NIC's routes with its last address) but the one asked for.
+    await vm.agent.call('identity', { epochMs: Date.now(), seed, network: { mac: options.nic.mac, addresses: [`${GUEST_NET.guest}/${GUEST_NET.prefix}`], routes: [{ dest: 'default', gateway: GUEST_NET.host }] } });
+    assert.deepEqual(await guestNetwork(), {
+      addresses: [`${GUEST_NET.guest}/${GUEST_NET.prefix}`], mtu: '1400', up: true,
+      routes: ['10.199.0.0/24 dev eth0 scope link  src 10.199.0.2', 'default via 10.199.0.1 dev eth0'],
+    });
 
     // The NIC's backend is now the pod's tap: the guest answers on it.
-    await vm.agent.call('interface', { mac: options.nic.mac, addresses: [`${GUEST_NET.guest}/${GUEST_NET.prefix}`] });
     await execInNetns(ns!.net, ['ip', 'addr', 'add', `${GUEST_NET.host}/${GUEST_NET.prefix}`, 'dev', options.nic.tap]);
     try {
       await execInNetns(ns!.net, ['/usr/bin/busybox', 'ping', '-c', '1', '-W', '5', GUEST_NET.guest]);

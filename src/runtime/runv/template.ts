@@ -5,7 +5,9 @@ import { runTool } from './command.js';
 import { DEFAULT_DISK_SLOTS, type DiskSlotCounts } from './disk-slots.js';
 import type { GuestImages } from './guest-image.js';
 import type { GuestKernel } from './guest-kernel.js';
+import { hostTscKhz } from './tsc.js';
 import { DEFAULT_MEMORY_MIB, MicroVm, QEMU, qemuArgs, type Accelerator, type SavedVm, type VmOptions } from './vm.js';
+import { fsyncPath } from '../../apiserver/auth/atomic-file.js';
 
 /**
  * VM templates: a runv sandbox starts by restoring a saved VM instead of booting one.
@@ -52,6 +54,11 @@ export const BUILD_STALE_MS = 60 * 60_000;
 const SHM_ROOT = '/dev/shm';
 /** The warm-up's seed: the agent's minimum, since the template's randomness is replaced in every clone anyway. */
 const IDENTITY_SEED_BYTES = 32;
+/**
+ * The network the warm-up gives the template's NIC, as a pod's would be, and takes off again: an
+ * address and gateway from TEST-NET-1 (RFC 5737), in the template's netns where nothing is reachable.
+ */
+const WARM_UP_NETWORK = { mtu: 1500, addresses: ['192.0.2.2/24'], routes: [{ dest: 'default', gateway: '192.0.2.1' }] };
 const TEMPLATE_TAP = 'tap0';
 const MANIFEST = 'template.json';
 const STATE_FILE = 'state.bin';
@@ -139,8 +146,10 @@ export class TemplateCache {
   /**
    * The template key of `shape`: a hash of the template format, QEMU's version, the guest kernel's
    * version, the kernel, initramfs and agent disk files (path, size, modification time; their names
-   * already carry hashes of their contents), and the template VM's QEMU command line with its
-   * per-build paths fixed (so any change to the device set or the boot changes it).
+   * already carry hashes of their contents), the template VM's QEMU command line with its per-build
+   * paths fixed (so any change to the device set or the boot changes it), and under TCG the host's TSC
+   * rate (tsc.ts): a guest keeps the rate it booted with, so a template from a host with another rate
+   * would give every clone a clock off by the difference.
    */
   async key(shape: TemplateShape): Promise<string> {
     const files = await Promise.all([shape.kernel.vmlinux, shape.images.initramfs, shape.images.agentDisk].map(async (file) => {
@@ -148,7 +157,8 @@ export class TemplateCache {
       return [file, info.size, info.mtimeMs];
     }));
     const argv = qemuArgs(templateVmOptions(shape, '/template', '/template.mem'));
-    const inputs = { format: TEMPLATE_FORMAT, qemu: await qemuVersion(), kernel: shape.kernel.version, files, argv };
+    const tscKhz = shape.accel === 'tcg' ? hostTscKhz() : null;
+    const inputs = { format: TEMPLATE_FORMAT, qemu: await qemuVersion(), kernel: shape.kernel.version, files, argv, tscKhz };
     return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, KEY_LENGTH);
   }
 
@@ -210,7 +220,8 @@ export class TemplateCache {
     if (found.template) {
       try {
         return await MicroVm.restore(found.template, {
-          dir: options.dir, netns: options.netns, nic: options.nic, share: options.share, signal: options.signal, tbSizeMiB: this.cloneTbSizeMiB,
+          dir: options.dir, netns: options.netns, nic: options.nic, share: options.share, hostname: options.hostname, network: options.network,
+          signal: options.signal, tbSizeMiB: this.cloneTbSizeMiB,
         });
       } catch (err) {
         this.log(`runv: cold boot of ${options.dir}: restoring template ${found.template.key} failed: ${(err as Error).message}`);
@@ -285,7 +296,7 @@ export class TemplateCache {
         if (found.template) return found.template;
         throw new TemplateError(`template ${key} was built by another process, but ${found.reason}`);
       }
-      await syncDir(this.dir);
+      await fsyncPath(this.dir);
       await this.removeOutdated(manifest.shape, key);
       const found = await this.find(shape);
       if (!found.template) throw new TemplateError(`template ${key} was built, but ${found.reason}`);
@@ -396,15 +407,16 @@ function templateVmOptions(shape: TemplateShape, dir: string, memoryFile: string
 async function warmUp(vm: MicroVm, shape: TemplateShape): Promise<void> {
   const { agent } = vm;
   for (let round = 0; round < 2; round++) {
-    // A clone's restore() asks for exactly this (vm.ts giveIdentity); the first call also starts the
-    // agent's resident perl process, so clones have it running.
+    // A clone's restore() asks for this (vm.ts giveIdentity), network included; the first call also
+    // starts the agent's resident perl process, so clones have it running.
     await agent.call('identity', {
       epochMs: Date.now(), seed: randomBytes(IDENTITY_SEED_BYTES).toString('base64'), hostname: 'runv',
-      ...(shape.nic ? { mac: { from: TEMPLATE_MAC, to: TEMPLATE_MAC } } : {}),
+      ...(shape.nic ? { mac: { from: TEMPLATE_MAC, to: TEMPLATE_MAC }, network: { mac: TEMPLATE_MAC, ...WARM_UP_NETWORK } } : {}),
     });
     await agent.call('stats', {});
     const out = await agent.exec(['sh', '-c', 'ip link show >/dev/null && cat /sys/class/net/*/address >/dev/null']);
     if (out.exitCode !== 0) throw new TemplateError(`warming up the template guest failed: ${out.stderr.toString().trim()}`);
+    // Clones start from a NIC with nothing on it: down, no address, and so no route.
     if (shape.nic) await agent.call('interface', { mac: TEMPLATE_MAC, addresses: [], up: false });
   }
 }
@@ -491,11 +503,3 @@ async function writeSynced(path: string, text: string): Promise<void> {
   }
 }
 
-async function syncDir(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { AgentCallError } from './agent-client.js';
@@ -12,7 +13,9 @@ import { PROTOCOL_VERSION } from './agent-protocol.js';
 import { DEFAULT_DISK_SLOTS, DiskSlotError } from './disk-slots.js';
 import { ensureGuestImages, type GuestImages } from './guest-image.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
+import { QEMU_CAPABILITIES } from './qemu-privileges.js';
 import { createContainerLayer, ensureImageDisk } from './rootfs-image.js';
+import { hostTscKhz } from './tsc.js';
 import { MicroVm, chooseAccelerator, type Accelerator } from './vm.js';
 
 /**
@@ -21,6 +24,15 @@ import { MicroVm, chooseAccelerator, type Accelerator } from './vm.js';
  * removed by the test.
  */
 const CACHE_ROOT = process.env.ATOLL_RUNV_TEST_CACHE ?? fileURLToPath(new URL('../../../../.cache/runv', import.meta.url));
+
+/** How far a guest clock's rate may be from the host's. */
+const CLOCK_RATE_TOLERANCE = 0.01;
+/** How precisely the rate is measured before it is judged: half the tolerance. */
+const CLOCK_RATE_RESOLUTION = 0.005;
+/** How often the guest clock is read again while the measured span grows. */
+const CLOCK_RATE_STEP_MS = 1_000;
+/** The longest span the rate is measured over: enough for the resolution with 400 ms round trips to the agent (a loaded host). */
+const CLOCK_RATE_MAX_SPAN_MS = 90_000;
 
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
@@ -76,6 +88,13 @@ describe('runv microVM with the guest agent', () => {
     console.log(`runv: ${accel} cold boot to first agent reply: ${vm.bootMs} ms`);
     assert.equal(vm.hello.version, PROTOCOL_VERSION);
     assert.equal(vm.hello.kernelRelease, kernel.release);
+    const status = readFileSync(`/proc/${vm.pid}/status`, 'utf8');
+    const field = (name: string) => new RegExp(`^${name}:\\s+(\\S+)`, 'm').exec(status)?.[1];
+    const kept = Object.values(QEMU_CAPABILITIES).reduce((mask, cap) => mask | (1n << BigInt(cap)), 0n);
+    assert.equal(BigInt(`0x${field('CapEff')}`), kept, 'QEMU holds only the 9p share capabilities');
+    assert.equal(field('NoNewPrivs'), '1');
+    assert.equal(field('Seccomp'), '2', 'QEMU runs under its seccomp filter (-sandbox on)');
+    assert.equal(field('THP_enabled'), accel === 'tcg' ? '0' : '1');
   });
 
   it("runs 'uname -r' in the guest: the guest kernel, not the host's", async () => {
@@ -85,6 +104,38 @@ describe('runv microVM with the guest agent', () => {
     assert.equal(out.exitCode, 0, out.stderr.toString());
     assert.equal(out.stdout.toString().trim(), kernel.release);
     assert.notEqual(out.stdout.toString().trim(), release());
+  });
+
+  it("keeps the guest's CLOCK_MONOTONIC at the host's rate (TCG: the kernel is told the host's TSC rate)", async () => {
+    if (accel === 'tcg') {
+      const cmdline = (await vm!.agent.exec(['cat', '/proc/cmdline'])).stdout.toString();
+      assert.match(cmdline, new RegExp(`\\btsc_early_khz=${hostTscKhz()}\\b`));
+    }
+    /** The guest's CLOCK_MONOTONIC in ms, read between the host's `sent` and `received` (performance.now()). */
+    const sample = async () => {
+      const sent = performance.now();
+      const out = await vm!.agent.exec(['head', '-n', '3', '/proc/timer_list']);
+      const received = performance.now();
+      const ns = /^now at (\d+) nsecs$/m.exec(out.stdout.toString())?.[1];
+      assert.ok(ns, `no 'now at' in the guest's /proc/timer_list: ${out.stdout.toString()} ${out.stderr.toString()}`);
+      return { guestMs: Number(BigInt(ns) / 1000n) / 1000, hostMs: (sent + received) / 2, errorMs: (received - sent) / 2 };
+    };
+    // The guest read lies within its round trip, so each reading is uncertain by half of that: the
+    // span grows until the rate's uncertainty is well inside the tolerance, on a host loaded or not.
+    const first = await sample();
+    const deadline = Date.now() + CLOCK_RATE_MAX_SPAN_MS;
+    let rate: number;
+    let uncertainty: number;
+    do {
+      await sleep(CLOCK_RATE_STEP_MS);
+      const last = await sample();
+      const hostSpan = last.hostMs - first.hostMs;
+      rate = (last.guestMs - first.guestMs) / hostSpan;
+      uncertainty = (first.errorMs + last.errorMs) / hostSpan;
+    } while (uncertainty > CLOCK_RATE_RESOLUTION && Date.now() < deadline);
+    console.log(`runv: ${accel} guest CLOCK_MONOTONIC rate ${rate.toFixed(4)} x the host's (±${uncertainty.toFixed(4)})`);
+    assert.ok(uncertainty <= CLOCK_RATE_RESOLUTION, `guest clock readings too uncertain (±${uncertainty.toFixed(4)}) within ${CLOCK_RATE_MAX_SPAN_MS} ms: round trips to the agent too long`);
+    assert.ok(Math.abs(rate - 1) <= CLOCK_RATE_TOLERANCE, `the guest clock runs at ${rate.toFixed(4)} x the host's, more than ${CLOCK_RATE_TOLERANCE * 100}% off`);
   });
 
   it('passes env and reports exit codes and stderr', async () => {

@@ -6,12 +6,14 @@ import { release } from 'node:os';
 import { basename, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentCallError, AgentClient } from './agent-client.js';
-import { AGENT_PORT_NAME, type HelloResult } from './agent-protocol.js';
+import { AGENT_PORT_NAME, type HelloResult, type NicConfig } from './agent-protocol.js';
 import { DEFAULT_DISK_SLOTS, DiskSlots, diskSlotArgs, type AttachOptions, type AttachedDisk, type DiskSlotCounts } from './disk-slots.js';
 import type { GuestImages } from './guest-image.js';
 import type { GuestKernel } from './guest-kernel.js';
 import { loadState, saveState } from './migration.js';
 import { QmpClient } from './qmp.js';
+import { withQemuPrivileges } from './qemu-privileges.js';
+import { hostTscKhz } from './tsc.js';
 
 /**
  * One QEMU microVM: the guest kernel and initramfs, the agent disk read-only on virtio-blk, and the
@@ -39,18 +41,21 @@ export const QEMU = 'qemu-system-x86_64';
 export type Accelerator = 'kvm' | 'tcg';
 export const DEFAULT_MEMORY_MIB = 256;
 /**
- * TCG's translated-code cache of a cold-booted VM. QEMU asks for huge pages for it, so all of it is
- * soon resident: it dominates a TCG guest's host memory (DESIGN.md). A boot translates much code once,
- * and a smaller cache makes it slower (8 MiB: about twice as long), so a cold boot, and a template
- * build, use this size, and a template's clones, which boot nothing, a smaller one (template.ts).
+ * TCG's translated-code cache of a cold-booted VM. It fills as the guest runs new code and is resident
+ * as far as it has filled (QEMU runs without huge pages under TCG, see QemuPrivilegeOptions): it dominates a TCG
+ * guest's host memory (DESIGN.md). A boot translates much code once, and a smaller cache makes it
+ * slower (8 MiB: about twice as long), so a cold boot, and a template build, use this size, and a
+ * template's clones, which boot nothing, a smaller one (template.ts).
  */
 export const TCG_TB_SIZE_MIB = 64;
 /**
  * TCG's code cache of a VM restored from a template, in MiB. A clone boots nothing, but a cache smaller
- * than the guest's working set (the Node agent, runc, the pod) is flushed and refilled over and over;
- * and QEMU backs the cache with huge pages, so all of it is soon resident. Measured on the 2-core
- * build machine under load (template.test.ts with ATOLL_RUNV_TB_SIZES=8,16,32,64): a guest exec right
- * after a restore took p50 517, 353, 66 and 84 ms, and each extra clone cost 36, 44, 63 and 61 MiB PSS.
+ * than the guest's working set (the Node agent, runc, the pod) is flushed and refilled over and over.
+ * Measured on the 2-core build machine under load (template.test.ts with ATOLL_RUNV_TB_SIZES=8,16,32,64,
+ * when QEMU still had huge pages and so paid for all of its cache): a guest exec right after a restore
+ * took p50 517, 353, 66 and 84 ms, and each extra clone cost 36, 44, 63 and 61 MiB PSS. Without huge
+ * pages a clone pays for what it fills: 20-29 MiB after a restore, a few execs and some idle seconds,
+ * at 32 or at 64; this size caps what a busy pod's VM holds.
  */
 export const CLONE_TB_SIZE_MIB = 32;
 /** How long a cold boot may take to the agent's first answer. TCG boots in seconds; this allows for a loaded host. */
@@ -82,18 +87,25 @@ const CLOCK_RETRIES = 2;
 /** QEMU's id of the guest RAM's memory backend; a template and its clones must use the same one. */
 const MEMORY_BACKEND_ID = 'ram';
 const MIB = 1024 * 1024;
-/** How often restore() retries the QMP socket, which QEMU creates while it starts. */
-const QMP_RETRY_MS = 5;
+/**
+ * How often restore() retries the agent and QMP sockets, which QEMU creates while it starts: a clone
+ * is up in a few hundred milliseconds, and each retry is one failed connect().
+ */
+const SOCKET_RETRY_MS = 5;
 /** How often the exit of an adopted QEMU (not our child, so no exit event) is checked. */
 const EXIT_POLL_MS = 20;
 /**
- * The guest kernel's command line. The TCG additions give the kernel a TSC frequency, which it cannot
- * calibrate under TCG, where it would otherwise hang; and `tsc=reliable` keeps the clocksource
- * watchdog from judging the TSC against jiffies, which a loaded TCG guest loses: it then switched a
- * guest (and, in a template, all its clones) off the TSC, and its clock ran about 30% slow.
+ * The guest kernel's command line. The TCG additions give the kernel the TSC's rate, which it cannot
+ * calibrate under TCG, where it would otherwise hang: the host's rate (tsc.ts), since a TCG guest's
+ * TSC is the host's, and a guest told another rate has a clock off by as much. `tsc=reliable` keeps
+ * the clocksource watchdog from judging the TSC against jiffies, which a loaded TCG guest loses: it
+ * then switched a guest (and, in a template, all its clones) off the TSC, and its clock ran about 30%
+ * slow.
  */
 const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 edd=off';
-const TCG_KERNEL_CMDLINE = 'tsc_early_khz=2000000 tsc=reliable no_timer_check';
+function tcgKernelCmdline(tscKhz: number): string {
+  return `tsc_early_khz=${tscKhz} tsc=reliable no_timer_check`;
+}
 /**
  * QEMU's seccomp filter: on top of its default deny list, no obsolete syscalls, no set*uid (so QEMU
  * cannot be started with -runas; an unprivileged QEMU is started as its user instead), no fork or
@@ -119,6 +131,10 @@ export interface VmOptions {
   netns?: string;
   /** A virtio-net NIC on an existing tap in `netns` (see tap.ts's connectTap), with the guest's MAC. */
   nic?: { tap: string; mac: string };
+  /** The guest's hostname; see GuestIdentity. */
+  hostname?: string;
+  /** The pod's network on the NIC (which needs `nic`); see GuestIdentity. */
+  network?: GuestNetwork;
   /**
    * A virtio-9p device exporting the host directory `dir` under the mount tag `tag` (passthrough: the
    * guest sees the host's owners and modes). The guest mounts it only when it needs it: a mounted 9p
@@ -126,9 +142,9 @@ export interface VmOptions {
    */
   share?: { dir: string; tag: string };
   /**
-   * QEMU runs in a new network namespace of its own, where nothing is reachable and where QEMU creates
-   * the NIC's tap itself (it goes away with QEMU): a template's NIC, a placeholder whose backend each
-   * clone replaces with its pod's tap. Excludes `netns`.
+   * QEMU runs in a new network namespace of its own, where nothing is reachable and where the NIC's
+   * tap is made just before QEMU starts (it goes away with QEMU and the netns): a template's NIC, a
+   * placeholder whose backend each clone replaces with its pod's tap. Excludes `netns`.
    */
   isolatedNetwork?: boolean;
   /**
@@ -165,16 +181,30 @@ export interface SavedVm {
   stateFile: string;
 }
 
+/** The pod's network as the guest NIC gets it: NicConfig (agent-protocol.ts) less the MAC, which is the NIC's. */
+export type GuestNetwork = Omit<NicConfig, 'mac'>;
+
+/**
+ * What a VM's guest is given before boot() or restore() hands the VM over, in one `identity` request
+ * (PROTOCOL.md): so a pod's VM is ready, network and all, the moment it is returned, and a clone and a
+ * cold boot end in the same state. A clone also gets the host's clock, fresh randomness and its NIC's
+ * MAC in that request, whether or not these are set.
+ */
+export interface GuestIdentity {
+  /** The guest's hostname; left as it is (a clone: its template's) when absent. */
+  hostname?: string;
+  /** The pod's network on the VM's NIC; the NIC stays unconfigured when absent. */
+  network?: GuestNetwork;
+}
+
 /** A clone's own parts; see VmOptions for each. */
-export interface RestoreOptions {
+export interface RestoreOptions extends GuestIdentity {
   dir: string;
   netns?: string;
   /** Required exactly when the saved VM has a NIC; the guest NIC is given this MAC. */
   nic?: { tap: string; mac: string };
   /** Required exactly when the saved VM has a share, with the same tag. */
   share?: { dir: string; tag: string };
-  /** The guest's hostname; the template's stays when absent. */
-  hostname?: string;
   tbSizeMiB?: number;
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -182,11 +212,15 @@ export interface RestoreOptions {
 
 /** How long restore() took, in milliseconds from spawning QEMU. */
 export interface RestoreTimings {
+  /** QEMU is up: its monitor answered (the agent socket is connected by then too). */
+  monitorMs: number;
   /** The device state was loaded into the clone. */
   loadedMs: number;
+  /** QEMU runs the clone (`cont` answered). */
+  resumedMs: number;
   /** The agent's first answer (what bootMs means for a cold boot). */
   firstAnswerMs: number;
-  /** The guest has its clock, fresh randomness, hostname and MAC: ready for a pod. */
+  /** The guest has its clock, fresh randomness, MAC, network and hostname: ready for a pod. */
   readyMs: number;
 }
 
@@ -201,7 +235,7 @@ export function qemuArgs(options: VmOptions): string[] {
     '-smp', '1', '-m', String(memoryMiB),
     ...(memoryFile ? ['-object', `memory-backend-file,id=${MEMORY_BACKEND_ID},size=${memoryMiB}M,mem-path=${memoryFile.path},share=${memoryFile.shared ? 'on' : 'off'}`] : []),
     '-kernel', kernel.vmlinux, '-initrd', images.initramfs,
-    '-append', accel === 'tcg' ? `${KERNEL_CMDLINE} ${TCG_KERNEL_CMDLINE}` : KERNEL_CMDLINE,
+    '-append', accel === 'tcg' ? `${KERNEL_CMDLINE} ${tcgKernelCmdline(hostTscKhz())}` : KERNEL_CMDLINE,
     '-serial', `file:${join(dir, 'console.log')}`,
     '-drive', `if=none,id=agentdisk,file=${images.agentDisk},format=raw,readonly=on`,
     '-device', 'virtio-blk-device,drive=agentdisk',
@@ -250,7 +284,10 @@ export class MicroVm {
     this.exited.catch(() => undefined);
   }
 
-  /** Boots a VM and waits for its agent's hello. On any failure the VM is killed and its directory removed. */
+  /**
+   * Boots a VM, waits for its agent's hello and gives the guest its hostname and network when
+   * `options` has them (see GuestIdentity). On any failure the VM is killed and its directory removed.
+   */
   static async boot(options: VmOptions): Promise<MicroVm> {
     const { dir } = options;
     const qemu = await startQemu(options, []);
@@ -263,6 +300,7 @@ export class MicroVm {
         const hello = await agent.hello(timeoutMs);
         // QEMU created its monitor socket before the guest ran, so it is there by now.
         qmp = await QmpClient.connect(join(dir, 'qmp.sock'));
+        if (options.hostname !== undefined || options.network) await giveIdentity(agent, null, options, timeoutMs);
         return hello;
       })());
       const disks = DiskSlots.empty(qmp!, agent!, options.diskSlots ?? DEFAULT_DISK_SLOTS);
@@ -280,7 +318,8 @@ export class MicroVm {
    * private (copy-on-write) from the saved memory file, and its device state loaded from the state
    * file. The clone then runs on from where the saved VM was paused, its agent already up. Before this
    * resolves the guest is given what must differ between clones: the host's clock, fresh randomness,
-   * the hostname and the NIC's MAC. On any failure the clone is killed and its directory removed.
+   * the NIC's MAC, and the GuestIdentity in `options`. On any failure the clone is killed and its
+   * directory removed.
    *
    * The agent connection is opened before the state is loaded. The template was saved with its host
    * connected, so the guest finds the host still connected and simply reads the next request; a host
@@ -305,15 +344,24 @@ export class MicroVm {
     let qmp: QmpClient | undefined;
     try {
       const { hello, timings } = await qemu.unlessExited('restore', (async () => {
-        agent = await AgentClient.connect(join(dir, 'agent.sock'), timeoutMs, options.signal);
-        qmp = await connectQmp(join(dir, 'qmp.sock'), deadline, options.signal);
-        await loadState(qmp, join(dir, 'incoming.sock'), saved.stateFile, left(), options.signal);
+        // QEMU makes both sockets early in its start; the monitor answers once QEMU is up.
+        const [agentConnected, qmpConnected] = await Promise.allSettled([
+          AgentClient.connect(join(dir, 'agent.sock'), timeoutMs, options.signal, SOCKET_RETRY_MS),
+          connectQmp(join(dir, 'qmp.sock'), deadline, options.signal),
+        ]);
+        if (agentConnected.status === 'fulfilled') agent = agentConnected.value;
+        if (qmpConnected.status === 'fulfilled') qmp = qmpConnected.value;
+        if (agentConnected.status === 'rejected') throw agentConnected.reason;
+        if (qmpConnected.status === 'rejected') throw qmpConnected.reason;
+        const monitorMs = Date.now() - qemu.began;
+        await loadState(qmp!, join(dir, 'incoming.sock'), saved.stateFile, left(), options.signal);
         const loadedMs = Date.now() - qemu.began;
-        await qmp.execute('cont');
-        const hello = await agent.hello(left());
+        await qmp!.execute('cont');
+        const resumedMs = Date.now() - qemu.began;
+        const hello = await agent!.hello(left());
         const firstAnswerMs = Date.now() - qemu.began;
-        await giveIdentity(agent, saved, options, left());
-        return { hello, timings: { loadedMs, firstAnswerMs, readyMs: Date.now() - qemu.began } };
+        await giveIdentity(agent!, saved.nicMac, options, left());
+        return { hello, timings: { monitorMs, loadedMs, resumedMs, firstAnswerMs, readyMs: Date.now() - qemu.began } };
       })());
       const disks = DiskSlots.empty(qmp!, agent!, saved.diskSlots);
       return new MicroVm(dir, qemu.child.pid!, qemu.child, () => qemu.exited, agent!, hello, qmp!, disks, timings.firstAnswerMs, timings);
@@ -445,6 +493,14 @@ interface StartedQemu {
   kill(): Promise<void>;
 }
 
+/**
+ * In a netns of its own, the argv prefix that makes the tap `tap` (as tap.ts makes a pod's) before
+ * exec'ing the rest: QEMU could make it itself only with CAP_NET_ADMIN, which it does not keep.
+ */
+function withOwnTap(tap: string | undefined): string[] {
+  return tap === undefined ? [] : ['sh', '-c', 'ip tuntap add dev "$1" mode tap vnet_hdr && shift && exec "$@"', 'sh', tap];
+}
+
 /** Spawns QEMU for `options` plus `extraArgs`, in the pod's netns or a netns of its own, in its own process group. */
 async function startQemu(options: VmOptions, extraArgs: string[]): Promise<StartedQemu> {
   const { dir } = options;
@@ -455,9 +511,10 @@ async function startQemu(options: VmOptions, extraArgs: string[]): Promise<Start
   let child: ChildProcess;
   try {
     const argv = [QEMU, ...qemuArgs(options), ...extraArgs];
-    // nsenter and unshare exec QEMU, so the pid stays QEMU's.
-    const wrapper = options.netns ? ['nsenter', `--net=${options.netns}`, '--'] : options.isolatedNetwork ? ['unshare', '--net', '--'] : [];
-    const [file, ...args] = [...wrapper, ...argv];
+    // nsenter, unshare and perl exec QEMU, so the pid stays QEMU's. The netns is entered first: that
+    // needs a capability QEMU then no longer has (qemu-privileges.ts).
+    const netns = options.netns ? ['nsenter', `--net=${options.netns}`, '--'] : options.isolatedNetwork ? ['unshare', '--net', '--', ...withOwnTap(options.nic?.tap)] : [];
+    const [file, ...args] = [...netns, ...withQemuPrivileges({ hugePages: options.accel !== 'tcg' }), ...argv];
     child = spawn(file!, args, { detached: true, stdio: ['ignore', log, log] });
   } finally {
     closeSync(log);
@@ -503,7 +560,7 @@ async function connectQmp(path: string, deadline: number, signal?: AbortSignal):
     } catch (err) {
       if (!/ENOENT|ECONNREFUSED/.test((err as Error).message) || Date.now() > deadline) throw err;
     }
-    await sleep(QMP_RETRY_MS, undefined, { signal });
+    await sleep(SOCKET_RETRY_MS, undefined, { signal });
   }
 }
 
@@ -517,21 +574,23 @@ function restoreMismatch(saved: SavedVm, options: Pick<RestoreOptions, 'nic' | '
 }
 
 /**
- * Gives a restored guest what must differ between clones of one template, in one agent request: the
- * clock, a reseeded CRNG, the NIC's MAC (a clone's NIC wakes with the template's, which is device
- * state) and the hostname. The time is read as the request leaves, after the agent's first answer:
- * the guest is awake by then, so the request's way to the agent, the clock's error, is short. The
- * round trip less the agent's own time bounds that way; a longer one than CLOCK_TOLERANCE_MS (a
- * loaded host) sets the clock again.
+ * Gives a guest, in one agent request, what must differ between clones of one template: the clock, a
+ * reseeded CRNG, the NIC's MAC (a clone's NIC wakes with the template's, `savedMac`, which is device
+ * state; null: a cold boot, whose NIC has its own) and the GuestIdentity. The time is read as the
+ * request leaves, after the agent's first answer: the guest is awake by then, so the request's way to
+ * the agent, the clock's error, is short. The round trip less the agent's own time bounds that way; a
+ * longer one than CLOCK_TOLERANCE_MS (a loaded host) sets the clock again.
  */
-async function giveIdentity(agent: AgentClient, saved: SavedVm, options: RestoreOptions, timeoutMs: number): Promise<void> {
-  const from = saved.nicMac?.toLowerCase();
+async function giveIdentity(agent: AgentClient, savedMac: string | null, options: GuestIdentity & { nic?: { mac: string } }, timeoutMs: number): Promise<void> {
+  const from = savedMac?.toLowerCase();
   const to = options.nic?.mac.toLowerCase();
+  if (options.network && !to) throw new Error('a VM without a NIC cannot be given a network');
   let sent = Date.now();
   const { agentMs } = await agent.call('identity', {
     seed: randomBytes(SEED_BYTES).toString('base64'),
     ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
     ...(from && to && from !== to ? { mac: { from, to } } : {}),
+    ...(options.network ? { network: { ...options.network, mac: to! } } : {}),
     epochMs: sent,
   }, timeoutMs);
   let behindAtMost = Date.now() - sent - agentMs;

@@ -29,7 +29,7 @@ import { isMountPoint, mountAll, unmount } from '../snapshots/mount.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import { unpackLayers } from '../snapshots/unpack.js';
 import { toCriError } from './errors.js';
-import { StreamingServer } from '../streaming/index.js';
+import { StreamingServer, dialInNetns } from '../streaming/index.js';
 import {
   RecordDir,
   validateContainerRecord,
@@ -155,7 +155,13 @@ export class RuntimeService {
           if (!handler.attach) throw new RuntimeError('Internal', `the ${r.runtimeHandler} handler cannot attach`);
           return handler.attach(r.id, o);
         },
-        podNetns: async (id) => service.namespacesOf(service.sandbox(id).id).net,
+        portDialer: async (id) => {
+          const sandbox = service.sandbox(id);
+          if (!service.handlerOf(sandbox.runtimeHandler).podNetworkInGuest) return (port) => dialInNetns(service.namespacesOf(sandbox.id).net, port);
+          const ip = sandbox.network?.ips[0]?.address;
+          if (!ip) throw new RuntimeError('NotRunning', `pod sandbox ${sandbox.id} has no pod IP to forward ports to`);
+          return (port) => dialInNetns(options.network.nodeNetns, port, ip);
+        },
       });
       await streaming.start(options.streaming);
       service.streaming = streaming;

@@ -8,25 +8,25 @@ const DIAL_TIMEOUT_MS = 10_000;
 const NSENTER = 'nsenter';
 
 /**
- * The relay run inside the pod's network namespace: it connects to 127.0.0.1:<port>, says
- * "connected" (or the error) on stderr, then copies stdin to the socket and the socket to stdout.
- * Dialling loopback inside the netns reaches servers bound to 127.0.0.1 as well as the pod IP,
- * which connecting to the pod IP from the node's netns would not, and needs no route to the pod.
+ * The relay run inside a network namespace: it connects to <host>:<port>, says "connected" (or the
+ * error) on stderr, then copies stdin to the socket and the socket to stdout. Dialling loopback
+ * inside the pod's netns reaches servers bound to 127.0.0.1 as well as the pod IP, which connecting
+ * to the pod IP from the node's netns would not, and needs no route to the pod.
  */
 const RELAY = `
 const net = require('node:net');
-const s = net.connect(Number(process.argv[1]), '127.0.0.1');
+const s = net.connect(Number(process.argv[1]), process.argv[2]);
 s.on('connect', () => { process.stderr.write('connected\\n'); process.stdin.pipe(s); s.pipe(process.stdout); });
 s.on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });
 s.on('close', () => process.stdout.end(() => process.exit(0)));
 `;
 
 /**
- * Opens a TCP connection to 127.0.0.1:`port` inside the network namespace `netns` (a relay process
+ * Opens a TCP connection to `host`:`port` inside the network namespace `netns` (a relay process
  * under nsenter); rejects with the relay's error when nothing listens there.
  */
-export function dialInNetns(netns: string, port: number): Promise<Duplex> {
-  const child = spawn(NSENTER, [`--net=${netns}`, process.execPath, '-e', RELAY, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+export function dialInNetns(netns: string, port: number, host = '127.0.0.1'): Promise<Duplex> {
+  const child = spawn(NSENTER, [`--net=${netns}`, process.execPath, '-e', RELAY, String(port), host], { stdio: ['pipe', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let text = '';
     const timer = setTimeout(() => fail(`connecting to port ${port} in the pod timed out after ${DIAL_TIMEOUT_MS} ms`), DIAL_TIMEOUT_MS);

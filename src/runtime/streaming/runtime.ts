@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { ExecOptions, ExecSession } from '../handler.js';
 
 /** A running exec or attach as the streaming server drives it (resize: its terminal's size, with a tty). */
@@ -11,9 +12,15 @@ export interface StreamingRuntime {
   exec(containerId: string, cmd: string[], options: ExecOptions): Promise<StreamSession>;
   /** Connects to the container's main process I/O; absent when the runtime cannot attach. */
   attach?(containerId: string, options: ExecOptions): Promise<StreamSession>;
-  /** The pod sandbox's network namespace file (a bind-mounted nsfs file or /proc/<pid>/ns/net). */
-  podNetns(podSandboxId: string): Promise<string>;
+  /**
+   * How to reach ports on the pod sandbox's loopback: usually a relay in its network namespace
+   * (dialInNetns); a pod whose network stack lives elsewhere (a runv VM) has its handler's way.
+   */
+  portDialer(podSandboxId: string): Promise<PortDialer>;
 }
+
+/** Opens a TCP connection to `port` inside the pod. */
+export type PortDialer = (port: number) => Promise<Duplex>;
 
 /** CRI's ExecRequest, AttachRequest and PortForwardRequest, as the URL's token remembers them. */
 export interface ExecRequest {

@@ -125,7 +125,7 @@ describe('StreamingServer with runc containers', { timeout: 60_000 }, () => {
   });
 
   it('lets unused tokens expire', async () => {
-    const shortLived = new StreamingServer({ exec: () => assert.fail('must not run'), podNetns: () => assert.fail('must not run') }, { tokenTtlMs: SHORT_TTL_MS });
+    const shortLived = new StreamingServer({ exec: () => assert.fail('must not run'), portDialer: () => assert.fail('must not run') }, { tokenTtlMs: SHORT_TTL_MS });
     await shortLived.start();
     try {
       const url = shortLived.registerExec({ containerId, cmd: ['true'], tty: false, stdin: false, stdout: true, stderr: false });

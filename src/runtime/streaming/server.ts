@@ -4,9 +4,9 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import { RuntimeError } from '../handler.js';
 import { finishCommand, serveCommand } from './command.js';
-import { dialInNetns, servePortForward } from './portforward.js';
+import { servePortForward } from './portforward.js';
 import { COMMAND_PROTOCOLS, PORTFORWARD_PROTOCOLS, chooseProtocol, failureStatus, offeredProtocols } from './protocol.js';
-import type { AttachRequest, ExecRequest, PendingRequest, PortForwardRequest, StreamingRuntime } from './runtime.js';
+import type { AttachRequest, ExecRequest, PendingRequest, PortDialer, PortForwardRequest, StreamingRuntime } from './runtime.js';
 import { serveSpdyCommand } from './spdy-command.js';
 import {
   HEADER_ACCEPTED_PROTOCOL_VERSIONS,
@@ -192,10 +192,10 @@ export class StreamingServer {
   }
 
   private async serveSpdy(socket: Socket, head: Buffer, protocol: string, request: PendingRequest): Promise<void> {
-    let netns = '';
+    let dial: PortDialer | undefined;
     if (request.kind === 'portforward') {
       try {
-        netns = await this.runtime.podNetns(request.podSandboxId);
+        dial = await this.runtime.portDialer(request.podSandboxId);
       } catch (err) {
         return refuse(socket, 500, (err as Error).message);
       }
@@ -204,7 +204,7 @@ export class StreamingServer {
     socket.write(switchingProtocols(protocol));
     const session = this.track(new SpdySession(socket, 'server', head));
     if (request.kind === 'portforward') {
-      return serveSpdyPortForward(session, request.podSandboxId, (port) => dialInNetns(netns, port), this.streamCreationTimeoutMs);
+      return serveSpdyPortForward(session, request.podSandboxId, dial!, this.streamCreationTimeoutMs);
     }
     const options = { tty: request.tty, stdin: request.stdin };
     const start = () => (request.kind === 'exec' ? this.runtime.exec(request.containerId, request.cmd, options) : this.runtime.attach!(request.containerId, options));
@@ -224,15 +224,14 @@ export class StreamingServer {
     ws.on('message', hold);
     const release = () => ws.off('message', hold);
     if (request.kind === 'portforward') {
-      let netns: string;
+      let dial: PortDialer;
       try {
-        netns = await this.runtime.podNetns(request.podSandboxId);
+        dial = await this.runtime.portDialer(request.podSandboxId);
       } catch (err) {
         ws.close(1011, truncateReason((err as Error).message));
         return;
       }
       release();
-      const dial = (port: number) => dialInNetns(netns, port);
       if (protocol === PROTOCOL_SPDY_TUNNEL_PORTFORWARD) {
         const session = this.track(new SpdySession(createWebSocketStream(ws), 'server', Buffer.concat(held)));
         return serveSpdyPortForward(session, request.podSandboxId, dial, this.streamCreationTimeoutMs);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { cgroupAt, removeCgroup } from '../cgroups.js';
 import { RuncHandler } from '../runc/handler.js';
 import { makeBusyboxRootfs } from '../suite.js';
+import { dialInNetns } from './portforward.js';
 import type { StreamingRuntime } from './runtime.js';
 import { StreamingServer, type StreamingServerOptions } from './server.js';
 
@@ -27,7 +28,7 @@ export class StreamingTestbed {
   readonly work = mkdtempSync(join(tmpdir(), 'atoll-streaming-'));
   readonly root = join(this.work, 'state');
   readonly handler: RuncHandler;
-  /** Pod sandbox ids to netns files, for podNetns. */
+  /** Pod sandbox ids to netns files, for portDialer. */
   readonly sandboxes = new Map<string, string>();
   private readonly rootfs = makeBusyboxRootfs(join(this.work, 'rootfs'));
   private readonly cgroupParent = `/atoll-streaming-test-${process.pid}`;
@@ -66,10 +67,10 @@ export class StreamingTestbed {
     return {
       exec: (id, cmd, options) => this.handler.exec(id, cmd, options),
       attach: (id, options) => this.handler.attach(id, options),
-      podNetns: async (id) => {
+      portDialer: async (id) => {
         const netns = this.sandboxes.get(id);
         if (!netns) throw new Error(`pod sandbox ${id} not found`);
-        return netns;
+        return (port) => dialInNetns(netns, port);
       },
     };
   }

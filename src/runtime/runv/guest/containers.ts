@@ -131,7 +131,8 @@ export class GuestContainers {
   /** Opens the guest's container state; containers of an earlier agent process are adopted with their output. */
   static async open(): Promise<GuestContainers> {
     await mkdir(LOG_DIR, { recursive: true });
-    const handler = new RuncHandler(HANDLER_ROOT, { logSizeMax: LOG_SIZE_MAX_BYTES, log: (line) => process.stderr.write(`${line}\n`) });
+    // Each run of runc (Go) costs a second or more under TCG: a start needs none (startInProcess).
+    const handler = new RuncHandler(HANDLER_ROOT, { logSizeMax: LOG_SIZE_MAX_BYTES, startInProcess: true, log: (line) => process.stderr.write(`${line}\n`) });
     const containers = new GuestContainers(handler);
     for (const adopted of await handler.adopt()) containers.follow(adopted.id);
     return containers;

@@ -1,6 +1,6 @@
 import { readFile, readdir } from 'node:fs/promises';
 import type { BlockCounters, IdentityResult, InterfaceCounters, SetTimeResult } from '../agent-protocol.js';
-import { hostnameValue, macAddress } from './network.js';
+import { configureIpv6, hostnameValue, macAddress, nicSetting } from './network.js';
 import { SyscallProcess } from './syscalls.js';
 import { AgentError, base64, integer, object } from './validate.js';
 
@@ -51,10 +51,11 @@ export async function reseedRandom(args: Record<string, unknown>): Promise<Recor
 
 /**
  * What must differ between clones of one template, in one request and one round of system calls:
- * the clock (as setTime), a reseeded CRNG (as reseedRandom), the NIC's MAC and the hostname. The MAC
- * change finds the NIC by the MAC it has (`mac.from`, the template's); a NIC that already has
- * `mac.to` counts as done, so a retried request succeeds. Every argument is checked first, so a bad
- * request changes nothing.
+ * the clock (as setTime), a reseeded CRNG (as reseedRandom), the NIC's MAC, the pod's network on that
+ * NIC (as `interface` and `route`, but by ioctls rather than one `ip` process per step) and the
+ * hostname. The MAC change finds the NIC by the MAC it has (`mac.from`, the template's); a NIC that
+ * already has `mac.to` counts as done, and the network is set to exactly what is asked, so a retried
+ * request succeeds. Every argument is checked first, so a bad request changes nothing.
  */
 export async function identity(args: Record<string, unknown>): Promise<IdentityResult> {
   const at = process.hrtime();
@@ -66,8 +67,14 @@ export async function identity(args: Record<string, unknown>): Promise<IdentityR
     const change = object(args.mac, 'mac');
     mac = { from: macAddress(change.from, 'mac.from'), to: macAddress(change.to, 'mac.to') };
   }
-  const { previousEpochMs } = await syscalls.call({ clock: { epochMs, at }, seed, mac, hostname });
-  return { previousEpochMs: previousEpochMs!, agentMs: msSince(at) };
+  const network = args.network === undefined ? undefined : nicSetting(args.network, 'network');
+  const nic = network && {
+    mac: network.mac, name: network.name, mtu: network.mtu, up: network.up,
+    ipv4: network.addresses.filter((a) => a.family === 4), routes4: network.routes.filter((r) => r.family === 4),
+  };
+  const result = await syscalls.call({ clock: { epochMs, at }, seed, mac, nic, hostname });
+  if (network) await configureIpv6(network, result.nic!);
+  return { previousEpochMs: result.previousEpochMs!, agentMs: msSince(at), ...(result.nic !== undefined ? { interface: result.nic } : {}) };
 }
 
 /** Counters of the pod's interfaces (eth*), from /proc/net/dev. */
