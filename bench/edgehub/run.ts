@@ -11,7 +11,7 @@
  *   See latency.ts.
  * - node: agent process RSS (EdgeHub included), link restored → node Ready, and offline-reboot
  *   recovery of N pods, each repeated --runs times. See node.ts. --no-runv passes `up` its flag of
- *   that name: agents that serve runc only, and do not open runv's VM machinery when they start.
+ *   that name: agents that serve runc only (with runv, an agent opens it once its pods are started).
  * Targets: EdgeHub adds <= 1 ms p50 online; agent RSS <= 120 MB; recovery <= 10 s (OpenYurt: 49.86 s);
  * Ready within 2 probe periods of the link's return. Prints a table, then one JSON line.
  */

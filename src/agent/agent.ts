@@ -5,7 +5,7 @@ import { ApiError } from '../api/errors.js';
 import type { KubeObject } from '../api/types.js';
 import { KubeClient } from '../client/client.js';
 import { EventRecorder } from '../client/events.js';
-import { Informer, resource } from '../client/informer.js';
+import { Informer, resource, sleep } from '../client/informer.js';
 import { EdgeHub } from '../edgehub/proxy.js';
 import { criClient, type CriClient } from '../runtime/cri/client.js';
 import { NodeRuntime } from '../runtime/node-runtime.js';
@@ -23,6 +23,8 @@ import { PodVolumeManager } from './volumes/index.js';
 /** The kubelet's port. */
 export const DEFAULT_AGENT_PORT = 10250;
 const RUNTIME_CLASSES = resource('node.k8s.io/runtimeclasses');
+/** The longest runv waits, after the node serves, for the pods it already has to be started. */
+const RUNV_OPEN_MAX_DELAY_MS = 20_000;
 
 export interface AgentOptions {
   /** The cloud API servers' URLs, preferred first; the node joins through the first. */
@@ -132,7 +134,8 @@ export class NodeAgent {
         logRoot: paths.logs,
         registriesFile: opts.registriesFile,
         network: { subnet: opts.podCidr, ipForward: true },
-        ...(opts.runv ? { runv: opts.runv } : {}),
+        // runv takes seconds to open; the node's runc pods start first (see `offerRunv`).
+        ...(opts.runv ? { runv: opts.runv, deferRunv: true } : {}),
         log,
       }),
     ]);
@@ -146,6 +149,8 @@ export class NodeAgent {
     if (!hub.health.healthy) log(`atoll agent: the cloud (${opts.servers.join(', ')}) is unreachable; running on the EdgeHub cache`);
     const client = new KubeClient({ server: hub.url }, `atoll-agent/${opts.nodeName}`);
     const cri = criClient(runtime.socketPath);
+    // Usually undefined: runv opens later (`offerRunv`) unless it had VMs to adopt.
+    const runvAtStart = runtime.runv;
     try {
       const version = await cri.Version({});
       const heartbeat = new NodeHeartbeat(
@@ -155,8 +160,9 @@ export class NodeAgent {
           nodeIP: opts.nodeIP,
           port: opts.port,
           podCidr: opts.podCidr,
-          handlers: [runtime.handler.name, ...(runtime.runv ? [runtime.runv.name] : [])],
-          ...(runtime.runv ? { accelerator: runtime.runv.accel } : {}),
+          handlers: [runtime.handler.name, ...(runvAtStart ? [runvAtStart.name] : [])],
+          pendingHandlers: opts.runv && !runvAtStart ? ['runv'] : [],
+          ...(runvAtStart ? { accelerator: runvAtStart.accel } : {}),
           runtimeVersion: `${version.runtime_name}://${version.runtime_version}`,
           dataDir: opts.dataDir,
         },
@@ -213,6 +219,7 @@ export class NodeAgent {
       agent.stop.signal.addEventListener('abort', unsubscribe, { once: true });
       await informer.waitForSync();
       await workers.removeOrphans();
+      if (opts.runv && !runvAtStart) agent.loops.push(offerRunv(runtime, workers, heartbeat, agent.stop.signal));
       log(`atoll agent: node ${opts.nodeName} is serving on ${opts.address}:${opts.port}`);
       return agent;
     } catch (err) {
@@ -236,6 +243,24 @@ export class NodeAgent {
     this.client.close();
     await this.hub.close();
   }
+}
+
+/**
+ * Opens runv once the pods the node already has are started, or after RUNV_OPEN_MAX_DELAY_MS when
+ * their syncs keep the workers busy (sooner still when a runv pod asks for it), then offers it: the
+ * Node's labels and status.runtimeHandlers gain runv. If it cannot open, its labels go.
+ */
+async function offerRunv(runtime: NodeRuntime, workers: PodWorkers, heartbeat: NodeHeartbeat, signal: AbortSignal): Promise<void> {
+  // Stopping the agent must not wait for any step; closing the runtime then ends the open.
+  const stopped = new Promise<'stopped'>((resolve) => signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
+  const waited = new AbortController();
+  const started = await Promise.race([workers.idle(), sleep(RUNV_OPEN_MAX_DELAY_MS, waited.signal), stopped]);
+  waited.abort();
+  if (started === 'stopped') return;
+  const runv = await Promise.race([runtime.openRunv(), stopped]);
+  if (runv === 'stopped') return;
+  if (runv) heartbeat.offerHandler(runv.name, runv.accel);
+  else heartbeat.withdrawHandler('runv');
 }
 
 async function runtimeHandlerOf(client: KubeClient, pod: KubeObject): Promise<string> {

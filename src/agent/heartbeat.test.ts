@@ -81,6 +81,31 @@ describe('NodeHeartbeat', () => {
     assert.equal(labels['node-role.kubernetes.io/edge'], '', 'labels others set stay');
   });
 
+  it('re-registering while runv is still opening keeps its labels and lists only runc in status; withdrawing runv drops them', async () => {
+    await new NodeHeartbeat(cluster.client, id, () => undefined).register();
+    const heartbeat = new NodeHeartbeat(cluster.client, { ...id, handlers: ['runc'], pendingHandlers: ['runv'], accelerator: undefined }, () => undefined);
+    await heartbeat.register();
+    const node = await cluster.client.get(NODES, undefined, 'edge-hb');
+    const labels = node.metadata.labels ?? {};
+    assert.equal(labels['atoll.io/runtime-runv'], 'true');
+    assert.equal(labels['atoll.dev/kvm'], 'false');
+    assert.deepEqual((node.status as { runtimeHandlers: { name: string }[] }).runtimeHandlers.map((h) => h.name), ['runc']);
+    const stop = new AbortController();
+    const running = heartbeat.run(stop.signal);
+    try {
+      heartbeat.withdrawHandler('runv');
+      const after = await waitFor('the runv labels to go', async () => {
+        const l = (await cluster.client.get(NODES, undefined, 'edge-hb')).metadata.labels ?? {};
+        return l['atoll.io/runtime-runv'] === undefined ? l : undefined;
+      }, STATUS_CHECK_MS / 2);
+      assert.equal(after['atoll.dev/kvm'], undefined);
+      assert.equal(after['atoll.io/runtime-runc'], 'true');
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
   it('registers from run() by itself and reports the Autonomous condition from the cloud\'s reachability', async () => {
     let reachable = false;
     const stop = new AbortController();
@@ -121,6 +146,39 @@ describe('NodeHeartbeat', () => {
       };
       // Well inside one status period: only the nudge can have sent it.
       await waitFor('Autonomous False after the nudge', async () => (await autonomous()) === 'False', STATUS_CHECK_MS / 2);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
+  it('offerHandler() puts a handler opened later in status at once, and in the labels once the cloud is reachable', async () => {
+    let reachable = false;
+    let asked = 0;
+    const stop = new AbortController();
+    const heartbeat = new NodeHeartbeat(cluster.client, { ...id, nodeName: 'edge-offer', handlers: ['runc'], pendingHandlers: ['runv'], accelerator: undefined }, () => undefined, () => {
+      asked++;
+      return reachable;
+    });
+    const running = heartbeat.run(stop.signal);
+    const node = () => cluster.client.get(NODES, undefined, 'edge-offer');
+    const handlers = async () => ((await node()).status as { runtimeHandlers: { name: string }[] }).runtimeHandlers.map((h) => h.name);
+    try {
+      await waitFor('the status loop\'s first check', async () => asked >= 2);
+      assert.deepEqual(await handlers(), ['runc']);
+      heartbeat.offerHandler('runv', 'tcg');
+      // Well inside one status period: only the offer's nudge can have sent it.
+      await waitFor('runv in status.runtimeHandlers', async () => (await handlers()).includes('runv'), STATUS_CHECK_MS / 2);
+      const offline = (await node()).metadata.labels ?? {};
+      assert.equal(offline['atoll.io/runtime-runv'], undefined, 'labels wait for the cloud: EdgeHub takes only status writes offline');
+      reachable = true;
+      heartbeat.nudge();
+      const labels = await waitFor('the runv label', async () => {
+        const l = (await node()).metadata.labels ?? {};
+        return l['atoll.io/runtime-runv'] === 'true' ? l : undefined;
+      }, STATUS_CHECK_MS / 2);
+      assert.equal(labels['atoll.dev/kvm'], 'false');
+      assert.equal(labels['atoll.io/runtime-runc'], 'true');
     } finally {
       stop.abort();
       await running;

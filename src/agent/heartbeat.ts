@@ -46,10 +46,12 @@ export class NodeHeartbeat {
   private readonly wakers = new Set<() => void>();
   /** Counts nudges, so a loop nudged during a step goes again at once. */
   private nudges = 0;
+  /** The Node's labels lag `id` (a handler offered after registration) until the cloud takes an update. */
+  private labelsStale = false;
 
   constructor(
     private readonly client: KubeClient,
-    private readonly id: NodeIdentity,
+    private id: NodeIdentity,
     private readonly log: (line: string) => void,
     private readonly cloudReachable?: () => boolean,
   ) {}
@@ -83,6 +85,29 @@ export class NodeHeartbeat {
   async run(signal: AbortSignal): Promise<void> {
     if (!this.node) await this.retrying(signal, REGISTER_RETRY_MAX_MS, () => this.register().then(() => undefined));
     await Promise.all([this.loop(signal, LEASE_RENEW_MS, () => this.renewLease()), this.loop(signal, STATUS_CHECK_MS, () => this.reportStatus(false))]);
+  }
+
+  /**
+   * A pending handler (NodeIdentity.pendingHandlers) has opened: status.runtimeHandlers says so at the
+   * next status check, brought forward to now, and the labels that RuntimeClasses select nodes by
+   * follow once the cloud is reachable (EdgeHub takes only status writes offline).
+   */
+  offerHandler(handler: string, accelerator?: NodeIdentity['accelerator']): void {
+    this.id = {
+      ...this.id,
+      handlers: [...this.id.handlers.filter((h) => h !== handler), handler],
+      pendingHandlers: (this.id.pendingHandlers ?? []).filter((h) => h !== handler),
+      ...(accelerator ? { accelerator } : {}),
+    };
+    this.labelsStale = true;
+    this.nudge();
+  }
+
+  /** A pending handler could not open: its labels go once the cloud is reachable, so its pods stop landing here. */
+  withdrawHandler(handler: string): void {
+    this.id = { ...this.id, pendingHandlers: (this.id.pendingHandlers ?? []).filter((h) => h !== handler) };
+    this.labelsStale = true;
+    this.nudge();
   }
 
   /**
@@ -140,6 +165,12 @@ export class NodeHeartbeat {
     }
   }
 
+  private async updateLabels(node: KubeObject): Promise<void> {
+    const wanted = nodeObject(this.id, node);
+    if (!isDeepStrictEqual(wanted.metadata.labels, node.metadata.labels)) this.node = await this.client.update(NODES, wanted);
+    this.labelsStale = false;
+  }
+
   private async reportStatus(force: boolean): Promise<void> {
     const body = await nodeStatusBody(this.id);
     const fresh = await nodeConditions(this.id.dataDir);
@@ -147,6 +178,7 @@ export class NodeHeartbeat {
     // Compare with the Node as the cloud has it, as the kubelet does: the node-lifecycle controller
     // sets Ready to Unknown while the node is silent, and that must be corrected at once when it returns.
     if (!force) this.node = await this.client.get(NODES, undefined, this.id.nodeName);
+    if (this.labelsStale && this.node && this.cloudReachable?.() !== false) await this.updateLabels(this.node);
     const current = (this.node?.status ?? {}) as Record<string, unknown> & { conditions?: Parameters<typeof mergeConditions>[0] };
     const changed =
       Object.entries(body).some(([k, v]) => !isDeepStrictEqual(current[k], v)) ||

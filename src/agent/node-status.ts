@@ -19,6 +19,12 @@ export interface NodeIdentity {
   podCidr: string;
   /** Runtime handlers the node offers ('runc', 'runv'). */
   handlers: string[];
+  /**
+   * Handlers still opening (runv, for seconds after the agent starts): not offered yet, but the Node
+   * keeps whatever labels it has for them, so a restart neither flaps them nor needs a Node update
+   * (which EdgeHub refuses offline) before the node can report status.
+   */
+  pendingHandlers?: string[];
   /** What runv's VMs run on, when the node offers runv. */
   accelerator?: 'kvm' | 'tcg';
   /** `<runtime_name>://<version>` from CRI Version. */
@@ -154,10 +160,13 @@ export async function nodeStatusBody(id: NodeIdentity): Promise<Record<string, u
 
 /**
  * The labels without the runtime labels the agent owns: a handler the node no longer offers (runv that
- * cannot open after a restart) must not keep attracting its pods.
+ * cannot open after a restart) must not keep attracting its pods. Those of pending handlers stay.
  */
-function withoutRuntimeLabels(labels: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(labels).filter(([key]) => !key.startsWith(runtimeHandlerLabel('')) && key !== KVM_LABEL));
+function withoutRuntimeLabels(labels: Record<string, string>, pending: readonly string[]): Record<string, string> {
+  const kept = new Set(pending.map(runtimeHandlerLabel));
+  // The accelerator label belongs to runv, the one handler that opens late.
+  if (pending.length > 0) kept.add(KVM_LABEL);
+  return Object.fromEntries(Object.entries(labels).filter(([key]) => kept.has(key) || (!key.startsWith(runtimeHandlerLabel('')) && key !== KVM_LABEL)));
 }
 
 /** The Node object a new agent registers. */
@@ -168,7 +177,7 @@ export function nodeObject(id: NodeIdentity, existing?: KubeObject): KubeObject 
     metadata: {
       ...(existing?.metadata ?? {}),
       name: id.nodeName,
-      labels: { ...withoutRuntimeLabels(existing?.metadata.labels ?? {}), ...nodeLabels(id) },
+      labels: { ...withoutRuntimeLabels(existing?.metadata.labels ?? {}, id.pendingHandlers ?? []), ...nodeLabels(id) },
     },
     spec: { ...((existing?.spec as object) ?? {}), podCIDR: id.podCidr, podCIDRs: [id.podCidr] },
   };

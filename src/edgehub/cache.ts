@@ -27,6 +27,13 @@ import type { KubeList, KubeObject, WatchEvent } from '../api/types.js';
  * Objects are written only when newer than what is stored (resourceVersions compared as integers when
  * both are numeric). Every write is one SQLite transaction in a WAL database, so a crash at any point
  * leaves the previous or the next state.
+ *
+ * Durability differs by what is written. Cached answers commit without an fsync (synchronous NORMAL):
+ * a power cut may take the last few back to an older, still consistent state, which the cloud can
+ * answer again, and an fsync per answer would block the event loop of every proxied request. The
+ * queue of writes accepted offline exists nowhere else, so its transactions (absorb, buffer, replay
+ * done) commit with synchronous FULL: the WAL, earlier cached answers included, is fsynced before
+ * the call returns.
  */
 
 /**
@@ -144,10 +151,11 @@ export class EdgeCache {
     const db = new Database(path);
     try {
       db.pragma('journal_mode = WAL');
-      // FULL: a cache entry written before a power cut must still be there after an offline reboot.
+      // FULL while migrating: an upgrade carries the queued writes over.
       db.pragma('synchronous = FULL');
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       migrate(db);
+      db.pragma('synchronous = NORMAL');
       return new EdgeCache(db);
     } catch (err) {
       db.close();
@@ -216,7 +224,7 @@ export class EdgeCache {
    * replay, in one transaction. Returns the write's position in the queue.
    */
   absorbWrite(write: NewWrite, result: KubeObject): number {
-    return this.txAbsorb(write, result);
+    return this.durably(() => this.txAbsorb(write, result));
   }
 
   /**
@@ -224,7 +232,7 @@ export class EdgeCache {
    * are dropped, and added to `droppedEvents()`. Returns how many were dropped.
    */
   bufferEvent(write: NewWrite, max: number): number {
-    return this.txBufferEvent(write, max);
+    return this.durably(() => this.txBufferEvent(write, max));
   }
 
   /** Forgets an object the cloud answered 404 for. */
@@ -256,10 +264,26 @@ export class EdgeCache {
 
   /** Removes a replayed (or abandoned) write and stores the cloud's answer, if any, in one transaction. */
   completeWrite(write: QueuedWrite, answer?: KubeObject): void {
-    this.db.transaction(() => {
-      this.sql.dequeue.run(write.seq);
-      if (answer) this.upsert(write, answer, true);
-    }).immediate();
+    this.durably(() =>
+      this.db.transaction(() => {
+        this.sql.dequeue.run(write.seq);
+        if (answer) this.upsert(write, answer, true);
+      }).immediate(),
+    );
+  }
+
+  /**
+   * Runs one transaction of the offline queue with synchronous FULL, so it is on disk when this
+   * returns. SQLite takes the setting only outside a transaction, hence around it rather than inside,
+   * and applies it when the pragma is compiled, so it is not a statement prepared once.
+   */
+  private durably<T>(tx: () => T): T {
+    this.db.pragma('synchronous = FULL');
+    try {
+      return tx();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
   }
 
   private enqueue(write: NewWrite): number {
