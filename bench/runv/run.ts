@@ -14,11 +14,13 @@
  * KVM test boot, else TCG); the output says which.
  *
  * Phases (phases.ts):
- *   start   warm-up pods, then pods one at a time, interleaved runc / runv cold boot / runv template
- *           (so that other load on the machine hits all three alike): RunPodSandbox, then
+ *   start   warm-up pods, then pods one at a time, interleaved runc / runv cold boot / runv template /
+ *           runv pool (a pool of one idle clone, ready before each start; src/runtime/runv/pool.ts)
+ *           (so that other load on the machine hits all four alike): RunPodSandbox, then
  *           CreateContainer + StartContainer of busybox `sleep`, each timed through CRI, and the VM
  *           start inside RunPodSandbox timed by the runtime; each pod is removed before the next. A
- *           template start that fell back to a cold boot is counted and reported.
+ *           template start that fell back to a cold boot, and a pool start that found no idle VM, are
+ *           counted and reported.
  *   memory  one cold-booted sandbox alone (reference); then template sandboxes: PSS (smaps_rollup) of
  *           the runtime process and every QEMU with 1 and with --clones sandboxes, then with a busybox
  *           `sleep` container in each; per extra sandbox = (N - 1 sandbox) / (N - 1). QEMU's PSS is
@@ -143,7 +145,7 @@ async function main(): Promise<void> {
     template: { key: rt.ready.templateKey, buildMs: rt.ready.templateBuildMs, built: rt.ready.templateBuilt, stateBytes: rt.ready.templateStateBytes },
     reps: config.reps,
     dataMiB: DATA_BYTES / 1024 / 1024,
-    starts: (['runc', 'runv-cold', 'runv-template'] as const).map((k) => summarizeStarts(samples, k)).filter((s): s is StartSummary => s !== undefined),
+    starts: (['runc', 'runv-cold', 'runv-template', 'runv-pool'] as const).map((k) => summarizeStarts(samples, k)).filter((s): s is StartSummary => s !== undefined),
     memory,
     cpu,
     fio,

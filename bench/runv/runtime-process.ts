@@ -6,8 +6,10 @@
  *   node dist/bench/runv/runtime-process.js '<json RuntimeProcessOptions>'
  *
  * How runv VMs start is switched by the parent over IPC, per pod: `cold` boots (MicroVm.boot), `template`
- * restores a clone (TemplateCache.startVm, which itself falls back to a cold boot when it must). Every
- * VM start is recorded, so that the parent can tell a restore from a fallback. Messages (parent → child,
+ * restores a clone (TemplateCache.startVm, which itself falls back to a cold boot when it must), `pool`
+ * takes an idle clone from the handler's pool of one (runv/pool.ts; the `mode` answer waits until that
+ * VM is ready; other modes empty the pool). Every VM start through startVm is recorded, so that the
+ * parent can tell a restore from a fallback, and a pool start, which makes none, from a pool miss. Messages (parent → child,
  * answered with the same `type` plus `-done`): `mode`, `gc`, `starts` (the VM starts since the last ask).
  *
  * Prints one `ready <json ReadyInfo>` line on stdout once the socket is served and the template built.
@@ -37,7 +39,7 @@ export interface RuntimeProcessOptions {
   archives: string[];
 }
 
-export type StartMode = 'cold' | 'template';
+export type StartMode = 'cold' | 'template' | 'pool';
 
 export interface ReadyInfo {
   accel: string;
@@ -84,7 +86,7 @@ let starts: VmStart[] = [];
 async function startVm(options: VmOptions): Promise<MicroVm> {
   const at = mode;
   const began = performance.timeOrigin + performance.now();
-  const vm = at === 'template' ? await templates.startVm(options) : await MicroVm.boot(options);
+  const vm = at === 'cold' ? await MicroVm.boot(options) : await templates.startVm(options);
   const ended = performance.timeOrigin + performance.now();
   starts.push({ dir: options.dir, pid: vm.pid, mode: at, restored: vm.restoreTimings !== null, ms: ended - began, began, ended, bootMs: vm.bootMs, restore: vm.restoreTimings });
   return vm;
@@ -97,7 +99,7 @@ const runtime = await NodeRuntime.start({
   logRoot: opts.logRoot,
   cgroupParent: opts.cgroupParent,
   network: { bridge: opts.bridge, subnet: opts.subnet, hostNetns: opts.hostNetns, ipForward: true },
-  runv: { cacheRoot: opts.runvCache, startVm },
+  runv: { cacheRoot: opts.runvCache, startVm, templates, pool: 0 },
   log,
 });
 const runv = runtime.runv!;
@@ -121,7 +123,11 @@ process.on('message', (message: ParentMessage) => {
   switch (message.type) {
     case 'mode':
       mode = message.mode;
-      reply({ type: 'mode-done' });
+      // A pool start must find its VM ready, as on a node that was idle since its last pod start.
+      void (async () => {
+        await runv.resizePool(mode === 'pool' ? 1 : 0);
+        await runv.poolFull();
+      })().then(() => reply({ type: 'mode-done' }), (err: Error) => log(`mode ${mode}: ${err.message}`));
       break;
     case 'gc':
       // A full GC before each memory sample (started with --expose-gc): the sample shows live memory,

@@ -46,9 +46,10 @@ export interface AgentOptions {
   probePeriodMs?: number;
   /**
    * Serve RuntimeClass handler `runv` (a microVM per pod) beside runc; `cacheRoot` is where the guest
-   * kernel and images are kept (shared by the nodes of one machine). Absent: runc only.
+   * kernel and images are kept (shared by the nodes of one machine), `pool` how many idle VMs it keeps
+   * restored (runv/pool.ts; default 0). Absent: runc only.
    */
-  runv?: { cacheRoot?: string };
+  runv?: { cacheRoot?: string; pool?: number };
   log?: (line: string) => void;
 }
 

@@ -5,10 +5,10 @@ import type { Command } from 'commander';
 import { DEFAULT_AGENT_PORT, NodeAgent } from '../agent/agent.js';
 import { defaultRouteAddress } from '../agent/node-status.js';
 import { DEFAULT_POD_SUBNET } from '../runtime/network/index.js';
-import { UsageError, parsePort, parseSeconds, withConfigFile } from './config.js';
+import { UsageError, parsePort, parseRunvPool, parseSeconds, withConfigFile } from './config.js';
 import { parseServers, serverOption } from './edgehub.js';
 
-const KEYS = ['server', 'token', 'ca-file', 'node-name', 'data-dir', 'node-ip', 'pod-cidr', 'address', 'port', 'registries', 'probe-period', 'runv', 'runv-cache'];
+const KEYS = ['server', 'token', 'ca-file', 'node-name', 'data-dir', 'node-ip', 'pod-cidr', 'address', 'port', 'registries', 'probe-period', 'runv', 'runv-cache', 'runv-pool'];
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 /** RFC 1123 subdomain, what a Node name must be. */
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -30,10 +30,13 @@ export function registerAgentCommand(program: Command): void {
     .option('--probe-period <seconds>', 'how often the embedded EdgeHub probes the API servers', '10')
     .option('--no-runv', 'serve only RuntimeClass handler runc (default: also runv, a microVM per pod, when QEMU can run here)')
     .option('--runv-cache <dir>', 'where runv keeps the guest kernel and images (default: under --data-dir)')
+    .option('--runv-pool <n>', 'idle runv VMs kept restored for pods without a memory limit, which then start faster (0 to 8; default 0)')
     .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
     .action(async (raw: Record<string, unknown>, cmd: Command) => {
       const flags = withConfigFile(raw, KEYS, (name) => cmd.getOptionValueSource(name) === 'cli');
       const servers = parseServers(flags.server);
+      const runvPool = flags.runvPool === undefined ? 0 : parseRunvPool(String(flags.runvPool));
+      if (runvPool > 0 && flags.runv === false) throw new UsageError('--runv-pool is for the runv handler; drop --no-runv to serve it');
       const probePeriod = parseSeconds(String(flags.probePeriod), '--probe-period');
       if (probePeriod < 1) throw new UsageError(`--probe-period ${flags.probePeriod}: want at least 1 second`);
       if (!flags.caFile) throw new UsageError('--ca-file is required: pass the cluster CA certificate (pki/ca.crt of the server\'s data dir)');
@@ -60,7 +63,7 @@ export function registerAgentCommand(program: Command): void {
         address: String(flags.address),
         port: parsePort(String(flags.port), '--port'),
         registriesFile: flags.registries ? resolve(String(flags.registries)) : undefined,
-        ...(flags.runv === false ? {} : { runv: flags.runvCache ? { cacheRoot: resolve(String(flags.runvCache)) } : {} }),
+        ...(flags.runv === false ? {} : { runv: { ...(flags.runvCache ? { cacheRoot: resolve(String(flags.runvCache)) } : {}), pool: runvPool } }),
       }).catch((err: Error) => {
         throw new UsageError(`cannot start node ${nodeName}: ${err.message}`);
       });

@@ -50,6 +50,24 @@ describe('atoll CLI', () => {
     assert.match(missing.stderr, /--config .*missing.yaml: cannot read the file/);
   });
 
+  it('names --runv-pool and its range for a bad pool size on runtime, agent and up, and starts nothing', async () => {
+    const data = join(dir, 'pool-never');
+    for (const [command, ...rest] of [['runtime', '--runv', '--root', data], ['agent', '--server', 'https://127.0.0.1:1', '--data-dir', data], ['up', '--data-dir', data]] as const) {
+      for (const bad of ['9', '-1', 'two', '1.5']) {
+        const r = await atoll(command, ...rest, `--runv-pool=${bad}`);
+        assert.equal(r.code, 2, `${command} --runv-pool=${bad}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`--runv-pool ${bad.replace('.', '\\.')}: give a whole number of idle VMs from 0 \\(none\\) to 8`));
+      }
+    }
+    const noRunv = await atoll('runtime', '--root', data, '--runv-pool', '1');
+    assert.equal(noRunv.code, 2);
+    assert.match(noRunv.stderr, /--runv-pool is for the runv handler; add --runv to serve it/);
+    const agentNoRunv = await atoll('agent', '--server', 'https://127.0.0.1:1', '--data-dir', data, '--no-runv', '--runv-pool', '2');
+    assert.equal(agentNoRunv.code, 2);
+    assert.match(agentNoRunv.stderr, /--runv-pool is for the runv handler; drop --no-runv to serve it/);
+    await assert.rejects(import('node:fs/promises').then((fs) => fs.stat(data)));
+  });
+
   it('reports a port in use by its flag', async () => {
     const { createServer } = await import('node:net');
     const blocker = createServer();

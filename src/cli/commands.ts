@@ -14,7 +14,7 @@ import { registerAgentCommand } from './agent.js';
 import { registerEdgeHubCommand } from './edgehub.js';
 import { registerRuntimeTemplateCommand } from './runtime-template.js';
 import { imageTargets, registerUpCommands, withUpNodeOptions, type ImageTargetFlags } from './up.js';
-import { UsageError, parseList, parsePort, parseSeconds, withConfigFile } from './config.js';
+import { UsageError, parseList, parsePort, parseRunvPool, parseSeconds, withConfigFile } from './config.js';
 
 /** Every command of `atoll`; main.ts loads this for any command but `agent`. */
 export function registerCommands(program: Command): void {
@@ -116,13 +116,16 @@ export function registerCommands(program: Command): void {
     .option('--registries <file>', 'registries.yaml with mirrors, rewrites, auth and TLS per registry')
     .option('--runv', 'also serve handler runv: a QEMU microVM per pod (fetches Debian\'s guest kernel and builds the guest images on first use)', false)
     .option('--runv-cache <dir>', 'where runv keeps the guest kernel, images and VM templates (default: --root)')
+    .option('--runv-pool <n>', 'idle runv VMs kept restored for pods without a memory limit, which then start faster (0 to 8; default 0)')
     .option('--config <file>', 'YAML file whose keys are these flag names; command-line flags win')
     .action(async (raw: Record<string, unknown>, cmd: Command) => {
-      const keys = ['socket', 'admin-socket', 'root', 'run-dir', 'log-root', 'pod-cidr', 'bridge', 'registries', 'runv', 'runv-cache'];
+      const keys = ['socket', 'admin-socket', 'root', 'run-dir', 'log-root', 'pod-cidr', 'bridge', 'registries', 'runv', 'runv-cache', 'runv-pool'];
       const flags = withConfigFile(raw, keys, (name) => cmd.getOptionValueSource(name) === 'cli');
       const podCidr = String(flags.podCidr);
       if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(podCidr)) throw new UsageError(`--pod-cidr ${podCidr}: not an IPv4 CIDR; give one like 10.88.0.0/16`);
       if (flags.runvCache && !flags.runv) throw new UsageError('--runv-cache is for the runv handler; add --runv to serve it');
+      const runvPool = flags.runvPool === undefined ? 0 : parseRunvPool(String(flags.runvPool));
+      if (runvPool > 0 && !flags.runv) throw new UsageError('--runv-pool is for the runv handler; add --runv to serve it');
       const runtime = await NodeRuntime.start({
         socket: String(flags.socket),
         adminSocket: flags.adminSocket ? String(flags.adminSocket) : undefined,
@@ -131,7 +134,7 @@ export function registerCommands(program: Command): void {
         logRoot: resolve(String(flags.logRoot)),
         registriesFile: flags.registries ? resolve(String(flags.registries)) : undefined,
         network: { subnet: podCidr, bridge: String(flags.bridge) },
-        ...(flags.runv ? { runv: flags.runvCache ? { cacheRoot: resolve(String(flags.runvCache)) } : true } : {}),
+        ...(flags.runv ? { runv: { ...(flags.runvCache ? { cacheRoot: resolve(String(flags.runvCache)) } : {}), pool: runvPool } } : {}),
       }).catch((err: Error) => {
         throw new UsageError(`cannot start the runtime: ${err.message}`);
       });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { MAX_POOL_SIZE } from '../runtime/runv/pool-size.js';
 
 /** A CLI mistake: the message names the flag and how to fix it. Printed without a stack trace. */
 export class UsageError extends Error {
@@ -35,6 +36,13 @@ export function withConfigFile<T extends Record<string, unknown>>(flags: T, know
 export function parsePort(value: string, flag: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`${flag} ${value}: not a port; give a number from 0 (any free port) to 65535`);
+  return n;
+}
+
+/** `--runv-pool N`: how many idle VMs runv keeps restored (runtime/runv/pool.ts), 0 for none. */
+export function parseRunvPool(value: string, flag = '--runv-pool'): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > MAX_POOL_SIZE) throw new UsageError(`${flag} ${value}: give a whole number of idle VMs from 0 (none) to ${MAX_POOL_SIZE}`);
   return n;
 }
 

@@ -40,7 +40,7 @@ export interface NodeRuntimeOptions {
    * (runv/handler.ts), its state under `<root>/runv`. The guest kernel and images are fetched and built
    * at start when missing (with progress through `log`). `true` for the defaults, or options.
    */
-  runv?: boolean | Pick<RunvHandlerOptions, 'cacheRoot' | 'startVm'>;
+  runv?: boolean | Pick<RunvHandlerOptions, 'cacheRoot' | 'startVm' | 'pool' | 'templates'>;
   /**
    * Serve before runv is open: it opens in the background, on `openRunv()` or the first runv call
    * (which waits for it), so a node's runc pods need not wait the seconds runv takes. When runv has
@@ -84,7 +84,7 @@ export class NodeRuntime {
         // miss, kept beside the guest kernel so the nodes of one machine share it) and cold booted meanwhile.
         if (!runvOptions.startVm) templates = new TemplateCache(runvOptions.cacheRoot ?? root, { log });
         const cache = templates;
-        const options = { ...runvOptions, ...(cache ? { startVm: (o: VmOptions) => cache.startVm(o) } : {}), root, log };
+        const options = { ...runvOptions, ...(cache ? { startVm: (o: VmOptions) => cache.startVm(o), templates: cache } : {}), root, log };
         if (opts.deferRunv && !(await hasRunvState(root))) deferred = new DeferredRunv(options);
         else runv = await openRunv(options);
       }

@@ -55,6 +55,8 @@ export interface UpOptions {
    */
   runv?: boolean;
   runvCache?: string;
+  /** Each node's `--runv-pool` (default 0: no idle VMs). */
+  runvPool?: number;
   /** Aborting stops everything and removes what `up` made (Ctrl-C). */
   signal: AbortSignal;
   /** Names are `<prefix><i>`; default `edge-`. */
@@ -80,7 +82,10 @@ export class UpError extends Error {
 
 /** `atoll agent` of this installation, for each node of `options`. */
 function defaultAgentCommand(options: UpOptions): (node: UpNode, agentJoin: AgentJoin) => string[] {
-  const runv = options.runv === false ? ['--no-runv'] : ['--runv-cache', options.runvCache ?? join(options.dataDir, 'runv-cache')];
+  const runv = options.runv === false ? ['--no-runv'] : [
+    '--runv-cache', options.runvCache ?? join(options.dataDir, 'runv-cache'),
+    ...(options.runvPool ? ['--runv-pool', String(options.runvPool)] : []),
+  ];
   return (node, agentJoin) => [
     process.execPath, ...AGENT_NODE_FLAGS, ATOLL_BIN, 'agent',
     '--server', agentJoin.server,

@@ -25,12 +25,15 @@ import { runtimeError } from './errors.js';
 import { ensureGuestImages, type GuestImages } from './guest-image.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { LogPump } from './log-pump.js';
+import { VmPool, removeLeftovers, type PooledVm } from './pool.js';
+import { MAX_POOL_SIZE } from './pool-size.js';
 import { GUEST_DIR, PodVm, SHARE_TAG, type StartVm, type VmExit } from './pod-vm.js';
 import { ID_PATTERN, validateContainerRecord, validateSandboxRecord, type BlockIo, type ContainerRecord, type SandboxRecord } from './records.js';
 import { createContainerLayer, ensureImageDisk, removeContainerLayer, removeImageDisk, removeInterruptedBuilds } from './rootfs-image.js';
 import { sandboxMemoryMiB } from './sandbox-memory.js';
 import { beginConnectTap, disconnectTap, guestNetwork, tapName } from './tap.js';
-import { MicroVm, chooseAccelerator, type Accelerator } from './vm.js';
+import type { TemplateCache } from './template.js';
+import { DEFAULT_MEMORY_MIB, MicroVm, chooseAccelerator, type Accelerator } from './vm.js';
 
 /** Container operations under TCG on a loaded 2-core host take seconds (runc and conmon start in the guest). */
 export const CONTAINER_CALL_TIMEOUT_MS = 60_000;
@@ -65,6 +68,13 @@ export interface RunvHandlerOptions {
   cacheRoot?: string;
   /** How a pod's VM is obtained; a cold boot when absent. A VM template restore plugs in here. */
   startVm?: StartVm;
+  /**
+   * How many VMs of the default pod shape to keep restored and idle (pool.ts), 0..MAX_POOL_SIZE; 0
+   * (the default) keeps none. A pool needs `templates`. A pod that fits (no memory limit) takes one.
+   */
+  pool?: number;
+  /** The templates the pool restores from; the same cache `startVm` uses. */
+  templates?: TemplateCache;
   /** Where progress and warnings go; stderr when absent. */
   log?: (line: string) => void;
   /** Ends open()'s preparation of the kernel and images. */
@@ -91,6 +101,9 @@ interface Container {
  *                        veth's MAC while the tap's redirects are set up, and its guest is given the
  *                        pod's addresses, routes and hostname before the VM is returned (vm.ts
  *                        GuestIdentity). Host-network pods are refused: a VM has its own network stack.
+ *                        With a pool (RunvHandlerOptions.pool), a pod without a memory limit takes an
+ *                        idle VM instead: its tap moves into the pod's netns and its guest gets the
+ *                        pod's identity (pool.ts); the pool refills in the background.
  *   createContainer      the image's ext4 disk (built once per chain ID) under a qcow2 layer of the
  *                        container's own is attached to a free disk slot and mounted in the guest;
  *                        mounts reach the guest as files, as the pod's emptyDir disks and tmpfs, or
@@ -127,6 +140,8 @@ export class RunvHandler implements RuntimeHandler {
   private readonly containers = new Map<string, Container>();
   private readonly startVm: StartVm;
   private readonly log: (line: string) => void;
+  /** Idle VMs for pods of the default shape (none at size 0); filled once adopt() has removed a previous run's leftovers. */
+  private readonly pool: VmPool | undefined;
   private closed = false;
 
   private constructor(
@@ -141,6 +156,11 @@ export class RunvHandler implements RuntimeHandler {
     this.containerRecords = new RecordDir(join(this.dir, 'containers'), validateContainerRecord);
     this.startVm = options.startVm ?? ((vmOptions) => MicroVm.boot(vmOptions));
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    if (options.templates) {
+      this.pool = new VmPool({
+        size: options.pool ?? 0, dir: this.dir, templates: options.templates, kernel, images, accel, memoryMiB: DEFAULT_MEMORY_MIB, log: this.log,
+      });
+    }
   }
 
   /**
@@ -149,6 +169,9 @@ export class RunvHandler implements RuntimeHandler {
    */
   static async open(options: RunvHandlerOptions): Promise<RunvHandler> {
     const { root, signal } = options;
+    const pool = options.pool ?? 0;
+    if (!Number.isInteger(pool) || pool < 0 || pool > MAX_POOL_SIZE) throw new Error(`runv: the pool size must be a whole number from 0 to ${MAX_POOL_SIZE}, got ${pool}`);
+    if (pool > 0 && !options.templates) throw new Error('runv: a pool of VMs needs VM templates (RunvHandlerOptions.templates) to restore them from');
     if (!isAbsolute(root)) throw new Error(`runv: the root ${JSON.stringify(root)} must be an absolute path`);
     const socket = join(root, 'runv', 'vm', vmDirName('x'), 'agent.sock');
     if (socket.length > MAX_SOCKET_PATH) {
@@ -173,11 +196,29 @@ export class RunvHandler implements RuntimeHandler {
   private shareDir(sandboxId: string): string {
     return join(this.dir, 'shares', sandboxId);
   }
+  /** The sandbox's share: the pool VM's own when it came from the pool; records from before pools name none. */
+  private shareDirOf(record: SandboxRecord): string {
+    return record.shareDir ?? this.shareDir(record.id);
+  }
   private layerPath(containerId: string): string {
     return join(this.dir, 'layers', `${containerId}.qcow2`);
   }
   private cursorFile(containerId: string): string {
     return join(this.dir, 'output', `${containerId}.json`);
+  }
+
+  /**
+   * Resolves once the pool (RunvHandlerOptions.pool) holds all its idle VMs: at once without a pool.
+   * Rejects when `signal` aborts or the handler closes first. For tests and benchmarks.
+   */
+  async poolFull(signal?: AbortSignal): Promise<void> {
+    await this.pool?.full(signal);
+  }
+
+  /** Keeps `size` idle VMs from now on (0..MAX_POOL_SIZE; see RunvHandlerOptions.pool), stopping any beyond it. */
+  async resizePool(size: number): Promise<void> {
+    if (!this.pool) throw new Error('runv: a pool of VMs needs VM templates (RunvHandlerOptions.templates) to restore them from');
+    await this.pool.resize(size);
   }
 
   // ---- sandboxes -----------------------------------------------------------------------------
@@ -191,16 +232,19 @@ export class RunvHandler implements RuntimeHandler {
     if (this.sandboxes.has(id)) throw new RuntimeError('AlreadyExists', `runv sandbox ${id} already exists`);
     const veth = spec.network?.interfaces[0]?.name;
     if (!veth) throw new RuntimeError('InvalidArgument', `runv sandbox ${id}: the pod has no network interface to give its VM`);
+    const memoryMiB = sandboxMemoryMiB(spec.resources);
+    const pooled = memoryMiB === this.pool?.memoryMiB ? this.pool.take() : undefined;
+    if (pooled) return this.startPooledSandbox(spec, veth, memoryMiB, pooled);
     const record: SandboxRecord = {
       id, phase: 'starting', hostname: spec.hostname, netns: spec.netns, veth,
-      memoryMiB: sandboxMemoryMiB(spec.resources), vmDir: this.vmDir(id), createdAt: Date.now(),
+      memoryMiB, vmDir: this.vmDir(id), shareDir: this.shareDir(id), createdAt: Date.now(),
     };
     this.sandboxes.set(id, record);
     let vm: MicroVm | undefined;
     try {
       // The record goes first: a crash from here on leaves something adopt() can undo.
       await this.sandboxRecords.write(record);
-      const shareDir = this.shareDir(id);
+      const shareDir = this.shareDirOf(record);
       await mkdir(shareDir, { recursive: true, mode: 0o700 });
       const { connection: tap, ready } = await beginConnectTap(spec.netns, { veth });
       // The VM starts while the tap's redirects are put in place; the VM comes back with its guest
@@ -223,6 +267,40 @@ export class RunvHandler implements RuntimeHandler {
       await vm?.stop().catch((e: Error) => this.log(`runv sandbox ${id}: stopping the VM of a failed start: ${e.message}`));
       await this.undoSandbox(record).catch((e: Error) => this.log(`runv sandbox ${id}: undoing a failed start: ${e.message}`));
       throw runtimeError(err, `runv sandbox ${id}`);
+    }
+  }
+
+  /**
+   * startSandbox with a VM from the pool: its tap moves into the pod's netns under the pod's tap name
+   * (the pool VM's NIC stays on it), tap.ts then finds that tap and joins it to the veth, and the guest
+   * gets the pod's MAC, network and hostname in one request while the redirects go in.
+   */
+  private async startPooledSandbox(spec: SandboxSpec, veth: string, memoryMiB: number, pooled: PooledVm): Promise<void> {
+    const { id } = spec;
+    const record: SandboxRecord = {
+      id, phase: 'starting', hostname: spec.hostname, netns: spec.netns, veth,
+      memoryMiB, vmDir: pooled.vmDir, shareDir: pooled.shareDir, createdAt: Date.now(),
+    };
+    this.sandboxes.set(id, record);
+    try {
+      await this.sandboxRecords.write(record);
+      await this.pool!.handOver(pooled, spec.netns, tapName(veth));
+      const { connection: tap, ready } = await beginConnectTap(spec.netns, { veth });
+      const [identified, wired] = await Promise.allSettled([
+        pooled.vm.giveIdentity(pooled.nicMac, { hostname: spec.hostname, network: guestNetwork(tap), nic: { mac: tap.mac } }),
+        ready,
+      ]);
+      if (identified.status === 'rejected') throw identified.reason;
+      if (wired.status === 'rejected') throw wired.reason;
+      record.phase = 'running';
+      await this.sandboxRecords.write(record);
+      this.hold(new PodVm(record, pooled.vm, pooled.shareDir));
+    } catch (err) {
+      await this.pool!.discard(pooled).catch((e: Error) => this.log(`runv sandbox ${id}: stopping the pool VM of a failed start: ${e.message}`));
+      await this.undoSandbox(record).catch((e: Error) => this.log(`runv sandbox ${id}: undoing a failed start: ${e.message}`));
+      throw runtimeError(err, `runv sandbox ${id}`);
+    } finally {
+      this.pool!.replenish();
     }
   }
 
@@ -257,7 +335,7 @@ export class RunvHandler implements RuntimeHandler {
   private async undoSandbox(record: SandboxRecord): Promise<void> {
     await MicroVm.destroy(record.vmDir);
     await disconnectTap(record.netns, tapName(record.veth));
-    await releaseShareDir(this.shareDir(record.id));
+    await releaseShareDir(this.shareDirOf(record));
     await this.sandboxRecords.remove(record.id);
     this.sandboxes.delete(record.id);
   }
@@ -671,7 +749,7 @@ export class RunvHandler implements RuntimeHandler {
       }
       if (record.vmExit) continue;
       try {
-        this.hold(new PodVm(record, await MicroVm.adopt(record.vmDir), this.shareDir(record.id)));
+        this.hold(new PodVm(record, await MicroVm.adopt(record.vmDir), this.shareDirOf(record)));
       } catch (err) {
         const message = `the pod's VM could not be adopted after a runtime restart: ${(err as Error).message}; its console ended: ${await consoleTail(record.vmDir)}`;
         this.log(`runv sandbox ${record.id}: ${message}`);
@@ -681,6 +759,7 @@ export class RunvHandler implements RuntimeHandler {
       }
     }
     await this.removeOrphans(vmDirs);
+    this.pool?.start();
 
     const adopted: AdoptedContainer[] = [];
     for (const record of await this.containerRecords.readAll((m) => this.log(`runv: ${m}`))) {
@@ -709,22 +788,32 @@ export class RunvHandler implements RuntimeHandler {
     return adopted;
   }
 
-  /** VMs and shares no sandbox record names: a crash between making them and recording them. */
+  /**
+   * VMs and shares no sandbox record names: a crash between making them and recording them, and the
+   * idle VMs of a previous run's pool, whose netns goes too.
+   */
   private async removeOrphans(vmDirs: Set<string>): Promise<void> {
     for (const name of await readdir(join(this.dir, 'vm')).catch(() => [] as string[])) {
       const dir = join(this.dir, 'vm', name);
-      if (vmDirs.has(dir)) continue;
+      if (vmDirs.has(dir) || this.pool?.owns(dir)) continue;
       this.log(`runv: destroying the VM in ${dir}, which no sandbox owns`);
       await MicroVm.destroy(dir);
     }
-    for (const id of await readdir(join(this.dir, 'shares')).catch(() => [] as string[])) {
-      if (!this.sandboxes.has(id)) await releaseShareDir(this.shareDir(id));
+    const shares = new Set([...this.sandboxes.values()].map((record) => this.shareDirOf(record)));
+    for (const name of await readdir(join(this.dir, 'shares')).catch(() => [] as string[])) {
+      const dir = join(this.dir, 'shares', name);
+      if (!shares.has(dir) && !this.pool?.owns(dir)) await releaseShareDir(dir);
     }
+    if (!this.pool?.isStarted) await removeLeftovers(this.dir);
   }
 
-  /** Stops copying output and lets go of every VM; VMs and containers keep running for the next adopt(). */
+  /**
+   * Stops copying output and lets go of every pod's VM; those VMs and their containers keep running for
+   * the next adopt(). The pool's idle VMs, which no pod has, are stopped.
+   */
   async close(): Promise<void> {
     this.closed = true;
+    await this.pool?.close();
     await Promise.all([...this.containers.values()].map((c) => c.pump?.stop()));
     for (const pod of this.pods.values()) pod.vm.release();
   }

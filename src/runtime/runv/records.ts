@@ -22,6 +22,11 @@ export interface SandboxRecord {
   memoryMiB: number;
   /** The VM's directory (vm.ts): sockets, pid file, console log. */
   vmDir: string;
+  /**
+   * The host directory of the VM's 9p share; absent in records from before pooled VMs (pool.ts), whose
+   * share is `<runv dir>/shares/<id>`.
+   */
+  shareDir?: string;
   /** Milliseconds since the epoch. */
   createdAt: number;
   /** Set once the VM was found gone without being stopped: its containers are reported exited with this. */
@@ -64,6 +69,7 @@ export function validateSandboxRecord(value: unknown, file: string): SandboxReco
     (v.phase === 'starting' || v.phase === 'running') &&
     typeof v.hostname === 'string' && typeof v.netns === 'string' && typeof v.veth === 'string' &&
     Number.isSafeInteger(v.memoryMiB) && typeof v.vmDir === 'string' && typeof v.createdAt === 'number' &&
+    (v.shareDir === undefined || typeof v.shareDir === 'string') &&
     (v.vmExit === undefined || (isObject(v.vmExit) && typeof v.vmExit.message === 'string' && typeof v.vmExit.at === 'number'));
   if (!ok) throw new RecordError(`runv sandbox record ${file} is malformed`);
   return v as SandboxRecord;

@@ -416,6 +416,15 @@ export class MicroVm {
     await rm(dir, { recursive: true, force: true });
   }
 
+  /**
+   * Gives the running guest what restore() gives a clone (see giveIdentity below): the host's clock,
+   * fresh randomness, the MAC `nic.mac` in place of `currentMac`, and `identity`. For a clone restored
+   * ahead of time and given its pod later (pool.ts).
+   */
+  giveIdentity(currentMac: string | null, identity: GuestIdentity & { nic?: { mac: string } }, timeoutMs = RESTORE_TIMEOUT_MS): Promise<void> {
+    return giveIdentity(this.agent, currentMac, identity, timeoutMs);
+  }
+
   /** Attaches a disk file; when this resolves the guest device shows it, ready to mount. See disk-slots.ts. */
   attachDisk(file: string, options: AttachOptions): Promise<AttachedDisk> {
     return this.disks.attach(file, options);
