@@ -499,6 +499,9 @@ export class RunvHandler implements RuntimeHandler {
   private async destroy(c: Container): Promise<void> {
     const { record } = c;
     const { id } = record;
+    // The final state is visible as soon as finish() starts, before its record is written: that
+    // write must land before the record is removed, or it brings the record back.
+    await c.finishing?.catch(() => undefined);
     await c.pump?.stop();
     const pod = this.pods.get(record.sandboxId);
     if (pod && !pod.exit) {
