@@ -1,11 +1,14 @@
-/** bench/runv's cleanup: a stack of undo steps run once, in reverse, on exit or on SIGINT/SIGTERM, and the host-side removers they use. */
+/** The benches' cleanup (bench/runtime, bench/runv): a stack of undo steps run once, in reverse, on exit or on SIGINT/SIGTERM, and the host-side removers they use. */
 import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cgroupAt, removeCgroup } from '../../src/runtime/cgroups.js';
 import { mountPoints } from '../../src/runtime/sandbox/namespaces.js';
 import { unmount } from '../../src/runtime/snapshots/mount.js';
-import { sleep } from '../runtime/proc.js';
+import { sleep } from './proc.js';
+
+const CGROUP_REMOVE_ATTEMPTS = 20;
+const CGROUP_REMOVE_RETRY_MS = 100;
 
 type Cleanup = { what: string; fn: () => Promise<unknown> | unknown };
 const cleanups: Cleanup[] = [];
@@ -15,6 +18,12 @@ export let interrupted = false;
 
 export function onCleanup(what: string, fn: Cleanup['fn']): void {
   cleanups.push({ what, fn });
+}
+
+/** Runs the cleanup registered as `what` now, and takes it off the stack; nothing when there is none. */
+export async function runCleanup(what: string): Promise<void> {
+  const index = cleanups.findIndex((c) => c.what === what);
+  if (index >= 0) await cleanups.splice(index, 1)[0]!.fn();
 }
 
 /** Runs the cleanups in reverse order, once: a signal and main's finally share the same run. */
@@ -67,7 +76,16 @@ export async function killAndRemoveCgroup(path: string): Promise<void> {
   };
   for (const dir of cgroup.directories()) await walk(dir);
   await killPids(pids);
-  removeCgroup(cgroup);
+  // The kernel lets a cgroup go only once its killed processes are fully gone.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      removeCgroup(cgroup);
+      return;
+    } catch (err) {
+      if (attempt >= CGROUP_REMOVE_ATTEMPTS) throw err;
+      await sleep(CGROUP_REMOVE_RETRY_MS);
+    }
+  }
 }
 
 /** Unmounts everything mounted at or below `dir`, deepest first; lazily when a mount is busy. */

@@ -29,11 +29,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { busyboxRootfs } from '../../test/support/images.js';
 import { buildImageArchive } from '../../src/runtime/images/import.js';
-import { cgroupAt, removeCgroup } from '../../src/runtime/cgroups.js';
 import { criClient, type CriClient, type PodSandboxConfig } from '../../src/runtime/cri/index.js';
-import { createNamespaces, listNamespaces, mountPoints, removeNamespaces, unmountNamespaceDirs, type SandboxNamespaces } from '../../src/runtime/sandbox/namespaces.js';
+import { createNamespaces, listNamespaces, removeNamespaces, unmountNamespaceDirs, type SandboxNamespaces } from '../../src/runtime/sandbox/namespaces.js';
 import type { AtollProcessOptions } from './atoll-process.js';
 import { percentile, runtimeFootprint, sleep, listProcesses, type ProcInfo, type RuntimeFootprint } from './proc.js';
+import { cleanUpOnSignals, cleanupAll, interrupted, killAndRemoveCgroup, killPids, onCleanup, runCleanup, unmountUnder } from './cleanup.js';
 
 const run = promisify(execFile);
 
@@ -54,35 +54,7 @@ const CNI_BIN = '/usr/lib/cni';
 const START_TIMEOUT_MS = 60_000;
 const SETTLE_MS = 2_000;
 
-type Cleanup = { what: string; fn: () => Promise<unknown> | unknown };
-const cleanups: Cleanup[] = [];
-function onCleanup(what: string, fn: Cleanup['fn']): void {
-  cleanups.push({ what, fn });
-}
-let cleaning: Promise<void> | undefined;
-/** Runs the cleanups in reverse order, once: a signal and main's finally share the same run. */
-function cleanupAll(): Promise<void> {
-  cleaning ??= (async () => {
-    while (cleanups.length > 0) {
-      const { what, fn } = cleanups.pop()!;
-      try {
-        await fn();
-      } catch (err) {
-        console.error(`cleanup (${what}): ${err instanceof Error ? err.message : String(err)}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    console.error(`${sig}: cleaning up`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
+cleanUpOnSignals();
 
 function log(line: string): void {
   console.error(`[bench/runtime] ${line}`);
@@ -106,50 +78,6 @@ async function stopChild(child: ChildProcess, timeoutMs = 15_000): Promise<void>
     child.kill('SIGKILL');
     await exited(child, 5_000);
   }
-}
-
-async function killPids(pids: number[]): Promise<void> {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  if (pids.length > 0) await sleep(200);
-}
-
-/**
- * SIGKILLs every process left in the cgroup tree at `path` (containers orphaned when a runtime or
- * shim died first), then removes the tree.
- */
-async function killAndRemoveCgroup(path: string): Promise<void> {
-  const cgroup = cgroupAt(path);
-  const pids = new Set<number>();
-  const walk = async (dir: string): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      if (e.isDirectory()) await walk(join(dir, e.name));
-      else if (e.name === 'cgroup.procs') for (const l of (await readFile(join(dir, e.name), 'utf8').catch(() => '')).split('\n')) if (l.trim()) pids.add(Number(l));
-    }
-  };
-  for (const dir of cgroup.directories()) await walk(dir);
-  await killPids([...pids]);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      removeCgroup(cgroup);
-      return;
-    } catch (err) {
-      if (attempt >= 20) throw err;
-      await sleep(100);
-    }
-  }
-}
-
-/** Lazily unmounts everything mounted below `dir`, deepest first. */
-async function unmountUnder(dir: string): Promise<void> {
-  const mounts = [...(await mountPoints())].filter((p) => p === dir || p.startsWith(`${dir}/`)).sort().reverse();
-  for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
 }
 
 async function ensureContainerd(): Promise<boolean> {
@@ -556,11 +484,7 @@ async function main(): Promise<void> {
     log(`runc floor: ${PODS} x runc run -d`);
     runcTimings = (await benchRunc(tmp, rootfs)).timings;
     // Remove the runc containers now, so they do not weigh on the runtimes' numbers.
-    const idx = cleanups.findIndex((c) => c.what === 'runc containers');
-    if (idx >= 0) {
-      const [c] = cleanups.splice(idx, 1);
-      await c!.fn();
-    }
+    await runCleanup('runc containers');
   }
   if (ONLY.has('atoll')) results.push(await benchAtoll(tmp, busyboxArchive));
   if (ONLY.has('containerd')) results.push(await benchContainerd(tmp, busyboxArchive, pauseArchive));

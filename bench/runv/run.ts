@@ -43,7 +43,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { busyboxRootfs } from '../../src/runtime/images/busybox.js';
 import { buildImageArchive } from '../../src/runtime/images/import.js';
-import { cleanUpOnSignals, cleanupAll, interrupted, onCleanup, unmountUnder } from './cleanup.js';
+import { cleanUpOnSignals, cleanupAll, interrupted, onCleanup, unmountUnder } from '../runtime/cleanup.js';
 import { IMAGE_DATA_FILE, fioImage } from './fio-image.js';
 import { log } from './log.js';
 import { cpuPhase, fioPhase, memoryPhase, startPhase, workloadPods, type BenchConfig, type CpuPhaseResult, type FioTable } from './phases.js';

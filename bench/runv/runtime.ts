@@ -14,7 +14,7 @@ import { TemplateCache } from '../../src/runtime/runv/template.js';
 import { MicroVm, chooseAccelerator } from '../../src/runtime/runv/vm.js';
 import { createNamespaces, listNamespaces, removeNamespaces, unmountNamespaceDirs } from '../../src/runtime/sandbox/namespaces.js';
 import { listProcesses } from '../runtime/proc.js';
-import { killAndRemoveCgroup, killPids, onCleanup, unmountUnder } from './cleanup.js';
+import { killAndRemoveCgroup, killPids, onCleanup, unmountUnder } from '../runtime/cleanup.js';
 import { log } from './log.js';
 import { runvFootprint, type RunvFootprint } from './memory.js';
 import { removeAllPods } from './pods.js';

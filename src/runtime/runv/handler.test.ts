@@ -16,6 +16,7 @@ import { RunvHandler } from './handler.js';
 import { EMPTY_DIR_DISK_FILE } from './empty-dir.js';
 import { tapName } from './tap.js';
 import { MicroVm } from './vm.js';
+import { runningQemus } from './qemu-testkit.js';
 
 /**
  * The runv handler on real QEMU (TCG here): the shared handler suite on one pod VM, then one more VM
@@ -63,18 +64,6 @@ async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, wha
     assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
     await sleep(100);
   }
-}
-
-/** The running QEMU processes whose pid file lies under `dir`. */
-function qemuUnder(dir: string): number[] {
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.includes('(qemu-system') && !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z') && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
-    } catch {
-      return false;
-    }
-  });
 }
 
 async function mountsUnder(dir: string): Promise<string[]> {
@@ -256,7 +245,7 @@ describe('RunvHandler', () => {
 
   it('fails a call the guest agent does not answer in time, clearly, and carries on once it answers again', async () => {
     const container = await running(['sleep', '1000']);
-    const [qemu] = qemuUnder(root);
+    const [qemu] = runningQemus(root);
     assert.ok(qemu, 'the pod VM runs');
     process.kill(qemu, 'SIGSTOP');
     try {
@@ -325,7 +314,7 @@ describe('RunvHandler', () => {
     }
     await handler.stopSandbox(sandbox.id);
     assert.deepEqual(await mountsUnder(join(root, 'runv')), []);
-    assert.deepEqual(qemuUnder(root), []);
+    assert.deepEqual(runningQemus(root), []);
     // The next case runs in a new VM of the same pod.
     await handler.startSandbox(sandbox);
     reader = await running(['sleep', '1000'], { mounts: [{ source: scratch, destination: '/data' }] });
@@ -338,7 +327,7 @@ describe('RunvHandler', () => {
     const container = await running(['sleep', '1000']);
     const created = spec(['true']);
     await handler.createContainer(created);
-    const [qemu] = qemuUnder(root);
+    const [qemu] = runningQemus(root);
     assert.ok(qemu, 'the pod VM runs');
     process.kill(qemu, 'SIGKILL');
     const state = await handler.wait(container.id);
@@ -352,7 +341,7 @@ describe('RunvHandler', () => {
     await handler.remove(created.id);
     await handler.stopSandbox(sandbox.id);
     await handler.stopSandbox(sandbox.id);
-    assert.deepEqual(qemuUnder(root), []);
+    assert.deepEqual(runningQemus(root), []);
     assert.equal(await findLink(tapName(sandbox.network!.interfaces[0]!.name), sandbox.netns), undefined, 'the tap is gone');
     assert.deepEqual(await mountsUnder(root), []);
     for (const dir of ['vm', 'sandboxes', 'containers', 'layers', 'output', 'shares'].map((name) => join(root, 'runv', name))) {

@@ -16,6 +16,7 @@ import type { SandboxRecord } from './records.js';
 import { tapName } from './tap.js';
 import { TemplateCache } from './template.js';
 import { MicroVm } from './vm.js';
+import { runningQemus } from './qemu-testkit.js';
 
 /**
  * The runv handler with a pool of one idle VM, on real QEMU (TCG here): a pod takes the pool's VM and
@@ -40,18 +41,6 @@ const templates = new TemplateCache(root, { log: (line) => console.log(line) });
 let node: SandboxNamespaces | undefined;
 let network: BridgeNetwork | undefined;
 let pod: SandboxNamespaces | undefined;
-
-/** The running QEMU processes whose command line names a path under `dir`. */
-function qemuUnder(dir: string): number[] {
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.includes('(qemu-system') && !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z') && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
-    } catch {
-      return false;
-    }
-  });
-}
 
 function listDir(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).sort() : [];
@@ -141,7 +130,7 @@ describe('RunvHandler with a pool', () => {
     await handler!.close();
     handler = undefined;
     assert.deepEqual(vmDirs().map((name) => join(root, 'runv', 'vm', name)), [podVm], 'only the pod\'s VM is left');
-    assert.equal(qemuUnder(root).length, 1);
+    assert.equal(runningQemus(root).length, 1);
     assert.equal(existsSync(join(root, 'runv', 'pool')), false, 'the pool netns is gone');
     assert.deepEqual(listDir(join(root, 'runv', 'shares')), [record().shareDir!.split('/').pop()]);
 
@@ -152,7 +141,7 @@ describe('RunvHandler with a pool', () => {
     const out = await h.execSync(adopted[0]!.id, ['hostname'], 30);
     assert.equal(out.stdout.toString(), 'pool-pod\n');
     await h.poolFull();
-    assert.equal(qemuUnder(root).length, 2);
+    assert.equal(runningQemus(root).length, 2);
 
     await h.stop(adopted[0]!.id, 0);
     await h.remove(adopted[0]!.id);
@@ -164,7 +153,7 @@ describe('RunvHandler with a pool', () => {
     await h.close();
     handler = undefined;
     assert.deepEqual(vmDirs(), []);
-    assert.deepEqual(qemuUnder(root), []);
+    assert.deepEqual(runningQemus(root), []);
     assert.deepEqual(listDir(join(root, 'runv', 'shares')), []);
     assert.equal(existsSync(join(root, 'runv', 'pool')), false);
   });

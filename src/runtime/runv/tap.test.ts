@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { ensureGuestImages } from './guest-image.js';
 import { ensureGuestKernel } from './guest-kernel.js';
 import { beginConnectTap, connectTap, disconnectTap, guestNetwork, tapName, type TapConnection } from './tap.js';
 import { MicroVm, chooseAccelerator } from './vm.js';
+import { runningQemus } from './qemu-testkit.js';
 
 /** As in vm.test.ts: the kernel and images are cached in the checkout's `.cache/runv`. */
 const CACHE_ROOT = process.env.ATOLL_RUNV_TEST_CACHE ?? fileURLToPath(new URL('../../../../.cache/runv', import.meta.url));
@@ -273,16 +274,6 @@ async function stopProcess(child: ChildProcess | undefined): Promise<void> {
   await exited;
 }
 
-function qemuPids(): number[] {
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('qemu-system');
-    } catch {
-      return false;
-    }
-  });
-}
-
 function mibPerSecond(bytes: number, ms: number): string {
   return (bytes / 1024 / 1024 / (ms / 1000)).toFixed(1);
 }
@@ -385,7 +376,7 @@ describe('runv tap: a microVM on the pod network', () => {
     const pid = vm!.pid;
     await vm!.stop();
     vm = undefined;
-    assert.ok(!qemuPids().includes(pid), `qemu ${pid} still running`);
+    assert.ok(!runningQemus().includes(pid), `qemu ${pid} still running`);
     await disconnectTap(runv.ns.net, conn.tap);
     assert.equal(await findLink(conn.tap, runv.ns.net), undefined);
     for (const pod of [runv, peer]) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,6 +17,7 @@ import { QEMU_CAPABILITIES } from './qemu-privileges.js';
 import { createContainerLayer, ensureImageDisk } from './rootfs-image.js';
 import { hostTscKhz } from './tsc.js';
 import { MicroVm, chooseAccelerator, type Accelerator } from './vm.js';
+import { runningQemus } from './qemu-testkit.js';
 
 /**
  * The kernel and images are cached across runs in the checkout's `.cache/runv` (the first run downloads
@@ -41,18 +42,6 @@ function imageTree(dir: string): string {
   mkdirSync(join(dir, 'etc'), { recursive: true });
   writeFileSync(join(dir, 'etc', 'hello'), 'hello from the image\n');
   return dir;
-}
-
-/** Running QEMU processes. A zombie is not running: an adopted QEMU's zombie waits for init, not for us. */
-function qemuPids(): number[] {
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.includes('(qemu-system') && !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-    } catch {
-      return false;
-    }
-  });
 }
 
 describe('runv microVM with the guest agent', () => {
@@ -163,10 +152,10 @@ describe('runv microVM with the guest agent', () => {
 
   it('fails a boot that misses its deadline with a precise error and leaves nothing behind', async () => {
     const dir = join(scratch, 'too-slow');
-    const before = qemuPids();
+    const before = runningQemus();
     await assert.rejects(MicroVm.boot({ dir, kernel, images, accel, bootTimeoutMs: 200 }), /did not boot \((kvm|tcg)\): .*within 200 ms/);
     assert.ok(!existsSync(dir), `${dir} still exists`);
-    assert.deepEqual(qemuPids(), before);
+    assert.deepEqual(runningQemus(), before);
   });
 
   it('boots with empty disk slots the guest finds by serial', async () => {
@@ -245,10 +234,10 @@ describe('runv microVM with the guest agent', () => {
 
   it('stops the VM leaving no qemu process, socket or directory', async () => {
     const pid = vm!.pid;
-    assert.ok(qemuPids().includes(pid));
+    assert.ok(runningQemus().includes(pid));
     await vm!.stop();
     vm = undefined;
-    assert.ok(!qemuPids().includes(pid), `qemu ${pid} still running`);
+    assert.ok(!runningQemus().includes(pid), `qemu ${pid} still running`);
     assert.ok(!existsSync(vmDir), `${vmDir} still exists`);
   });
 });
@@ -293,7 +282,7 @@ describe('runv microVM adoption after the runtime is killed', () => {
     const { pid, disk } = JSON.parse(firstLine) as { pid: number; disk: { slot: number; device: string } };
     runtime.kill('SIGKILL');
     await runtimeExited;
-    assert.ok(qemuPids().includes(pid), 'the VM died with its runtime');
+    assert.ok(runningQemus().includes(pid), 'the VM died with its runtime');
 
     adopted = await MicroVm.adopt(vmDir);
     assert.equal(adopted.pid, pid);
@@ -311,7 +300,7 @@ describe('runv microVM adoption after the runtime is killed', () => {
 
     await adopted.stop();
     adopted = undefined;
-    assert.ok(!qemuPids().includes(pid), `qemu ${pid} still running`);
+    assert.ok(!runningQemus().includes(pid), `qemu ${pid} still running`);
     assert.ok(!existsSync(vmDir), `${vmDir} still exists`);
   });
 
