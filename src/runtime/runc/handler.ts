@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { cgroupAt, cgroupMode, enableBlockIoStats, oomKillCount, readBlockIo, readStats, swapAccounting, type CgroupMode } from '../cgroups.js';
 import {
@@ -22,7 +22,8 @@ import {
 import { conmonAttach } from '../streaming/attach.js';
 import { scriptTerminalResizer } from '../streaming/terminal.js';
 import type { OciSeccomp } from './seccomp.js';
-import { buildOciSpec, capabilitiesFromMask, clampOomScoreAdj, ociResources, resolveUser, type OciSpec } from './spec.js';
+import { rootfsUser } from './rootfs-user.js';
+import { buildOciSpec, capabilitiesFromMask, clampOomScoreAdj, ociResources, type OciSpec } from './spec.js';
 
 /** How often exit files are checked in case an inotify event was missed (the watch is the fast path). */
 const EXIT_POLL_MS = 5_000;
@@ -320,7 +321,7 @@ export class RuncHandler implements RuntimeHandler {
   }
 
   private async ociSpec(spec: ContainerSpec): Promise<OciSpec> {
-    const user = resolveUser(spec, this.rootfsFile(spec.rootfs, '/etc/passwd'), this.rootfsFile(spec.rootfs, '/etc/group'));
+    const user = rootfsUser(spec);
     const currentOomScoreAdj = Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim());
     const requested = spec.resources?.oomScoreAdj;
     if (requested !== undefined && clampOomScoreAdj(requested, currentOomScoreAdj) !== requested && !this.oomClampLogged) {
@@ -349,17 +350,6 @@ export class RuncHandler implements RuntimeHandler {
     });
   }
 
-  /** A file of the rootfs, refusing symlinks that lead out of it; undefined when missing. */
-  private rootfsFile(rootfs: string, path: string): string | undefined {
-    try {
-      const root = realpathSync(rootfs);
-      const resolved = realpathSync(join(rootfs, path));
-      if (relative(root, resolved).startsWith('..')) return undefined;
-      return readFileSync(resolved, 'utf8');
-    } catch {
-      return undefined;
-    }
-  }
 
   /** Starts conmon (which runs `runc create`) and resolves with the container's PID. */
   private runConmon(spec: ContainerSpec, dir: string): Promise<number> {

@@ -1,7 +1,6 @@
-import { readFileSync, realpathSync } from 'node:fs';
-import { join, relative } from 'node:path';
 import { RuntimeError, type ContainerSpec } from '../handler.js';
-import { mergedEnv, processArgs, resolveUser } from '../runc/spec.js';
+import { rootfsUser } from '../runc/rootfs-user.js';
+import { mergedEnv, processArgs } from '../runc/spec.js';
 import type { ContainerMount, CreateContainerArgs } from './agent-protocol.js';
 
 /**
@@ -21,7 +20,7 @@ export function guestContainerArgs(spec: ContainerSpec, rootfs: string, mounts: 
   if (spec.seccomp?.type === 'Localhost') {
     throw new RuntimeError('InvalidArgument', `container ${spec.id}: runv cannot apply the Localhost seccomp profile ${spec.seccomp.path} inside its VM; use RuntimeDefault or Unconfined`);
   }
-  const user = resolveUser(spec, rootfsFile(spec.rootfs, '/etc/passwd'), rootfsFile(spec.rootfs, '/etc/group'));
+  const user = rootfsUser(spec);
   const args: CreateContainerArgs = {
     containerId: spec.id,
     rootfs,
@@ -43,14 +42,3 @@ export function guestContainerArgs(spec: ContainerSpec, rootfs: string, mounts: 
   return args;
 }
 
-/** A file of the rootfs, refusing symlinks that lead out of it; undefined when missing. */
-function rootfsFile(rootfs: string, path: string): string | undefined {
-  try {
-    const root = realpathSync(rootfs);
-    const resolved = realpathSync(join(rootfs, path));
-    if (relative(root, resolved).startsWith('..')) return undefined;
-    return readFileSync(resolved, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
